@@ -1,0 +1,44 @@
+# Operator and developer commands. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STACK ?= espsrc
+
+# What the program and the offline plan need at run time.
+RUN_REQUIREMENTS := requirements.txt $(wildcard policy/requirements.txt)
+
+.PHONY: test lint typecheck unit plan test-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamp files: install again only when a requirements file changed.
+$(VENV)/.installed-run: $(RUN_REQUIREMENTS) | $(BIN)/python
+	$(BIN)/pip install -q --disable-pip-version-check $(addprefix -r ,$(RUN_REQUIREMENTS))
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed-run
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+test-deps:
+	bash tools/install-test-deps.sh e2e haproxy login
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+test: $(VENV)/.installed-dev lint typecheck unit
+
+plan: $(VENV)/.installed-run
+	$(BIN)/python -m tools.plan $(STACK)
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

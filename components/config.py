@@ -1,0 +1,573 @@
+"""The site configuration: one typed model of everything a `Pulumi.<site>.yaml` sets.
+
+`load_site_config()` reads the `jupyterhub-platform:*` keys of the current stack once,
+validates them as a whole before any resource is registered, and returns a frozen
+`SiteConfig` plus the secret config values as Pulumi secret Outputs. Bad input becomes a
+`ConfigError` whose message is one line: the key as written in the stack file, the bad
+value, and what is expected. `ConfigError` is a `pulumi.RunError`, which the Pulumi
+language host prints without a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import pulumi
+from pulumi.runtime.config import CONFIG as _RUNTIME_CONFIG
+from pulumi.runtime.config import get_config_env, is_config_secret
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from components import validators as v
+
+PROJECT = "jupyterhub-platform"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CHART_VERSION = "3.1.0"
+# Every image of the Jupyter docker stacks is published under the same date tags; one date
+# for all of a site's images keeps the profiles consistent (see README, "Images").
+DEFAULT_IMAGE_DATE = "2025-11-10"
+REQUIRED_SCOPES = ("openid", "profile", "email", "offline_access")
+# k3s ships (and rewrites on restart) a local-path provisioner under these names.
+K3S_RESERVED_CLASS_NAMES = frozenset({"local-path"})
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid site configuration; the message is the single line shown to the operator."""
+
+
+class KeyedError(ValueError):
+    """A cross-field error that names the offending key relative to the model it came from."""
+
+    def __init__(self, key: str, value: Any, expected: str) -> None:
+        super().__init__(expected)
+        self.key = key
+        self.value = value
+        self.expected = expected
+
+
+DnsLabel = Annotated[str, AfterValidator(v.dns_label)]
+DnsName = Annotated[str, AfterValidator(v.dns_name)]
+HostAddress = Annotated[str, AfterValidator(v.host_address)]
+HttpsUrl = Annotated[str, AfterValidator(v.https_url)]
+AbsPath = Annotated[str, AfterValidator(v.abs_path)]
+UrlPath = Annotated[str, AfterValidator(v.url_path)]
+AppPath = Annotated[str, AfterValidator(v.app_path)]
+UnixUser = Annotated[str, AfterValidator(v.unix_user)]
+CephUser = Annotated[str, AfterValidator(v.ceph_user)]
+OpenStackName = Annotated[str, AfterValidator(v.openstack_name)]
+OpenStackId = Annotated[str, AfterValidator(v.uuid)]
+SemVer = Annotated[str, AfterValidator(v.semver)]
+Quantity = Annotated[str, AfterValidator(v.quantity)]
+ImageName = Annotated[str, AfterValidator(v.image_name)]
+ImageTag = Annotated[str, AfterValidator(v.image_tag)]
+ImageRef = Annotated[str, AfterValidator(v.image_ref)]
+EnvName = Annotated[str, AfterValidator(v.env_name)]
+ClaimName = Annotated[str, AfterValidator(v.claim_name)]
+Scope = Annotated[str, AfterValidator(v.scope)]
+OneLine = Annotated[str, AfterValidator(v.one_line)]
+ClientId = Annotated[str, AfterValidator(v.client_id)]
+HostKey = Annotated[str, AfterValidator(v.ssh_host_key)]
+
+
+def _in_range(low: int, high: int) -> AfterValidator:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"is not in {low}-{high}")
+        return value
+
+    return AfterValidator(check)
+
+
+NodePort = Annotated[int, _in_range(30000, 32767)]
+TcpPort = Annotated[int, _in_range(1, 65535)]
+ShareSizeGb = Annotated[int, _in_range(1, 1_000_000)]
+TimeoutSeconds = Annotated[int, _in_range(60, 7200)]
+
+
+def _positive_cpu(value: float) -> float:
+    if not 0 < value <= 1024:
+        raise ValueError("is not a CPU count in (0, 1024], such as 0.5 or 2")
+    return value
+
+
+Cpu = Annotated[float, AfterValidator(_positive_cpu)]
+
+_QUANTITY_FACTORS = {
+    "": 1,
+    "m": 1e-3,
+    "k": 1e3,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+
+
+def quantity_bytes(value: str) -> float:
+    """The number a Kubernetes quantity stands for (1G = 1e9, 1Gi = 2**30)."""
+    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", value)
+    if match is None:
+        raise ValueError(value)
+    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
+
+
+class TokenMethod(str, Enum):
+    """How the hub sends the access token to the userdata endpoint (oauthenticator 16)."""
+
+    header = "header"
+    url = "url"
+
+
+class ReclaimPolicy(str, Enum):
+    retain = "Retain"
+    delete = "Delete"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=False,
+    )
+
+
+class SiteSettings(_Model):
+    name: DnsLabel = Field(description="short name of the site, e.g. espsrc")
+    hub_host: DnsName = Field(
+        description="public host name of the hub, served by the site's HAProxy"
+    )
+
+
+class OAuthSettings(_Model):
+    login_service: OneLine = Field(description="name on the login button: 'Sign in with ...'")
+    client_id: ClientId = Field(description="the hub's client id at the identity provider")
+    authorize_url: HttpsUrl = Field(description="the provider's authorization endpoint")
+    token_url: HttpsUrl = Field(description="the provider's token endpoint")
+    userdata_url: HttpsUrl = Field(description="the provider's userinfo endpoint")
+    scopes: list[Scope] = Field(
+        default_factory=lambda: list(REQUIRED_SCOPES), min_length=1, description="scopes requested"
+    )
+    username_claim: ClaimName = Field(
+        default="preferred_username", description="userinfo claim that becomes the user name"
+    )
+    userdata_token_method: TokenMethod = Field(
+        default=TokenMethod.header, description="how the token reaches the userinfo endpoint"
+    )
+    userdata_params: dict[ClaimName, OneLine] = Field(
+        default_factory=dict, description="extra query parameters for the userinfo request"
+    )
+    extra_authorize_params: dict[ClaimName, OneLine] = Field(
+        default_factory=dict,
+        description="extra authorization request parameters, e.g. prompt: consent",
+    )
+    allow_all: bool = Field(default=False, description="admit every account of the provider")
+    allowed_groups: list[OneLine] = Field(default_factory=list, description="groups admitted")
+    admin_groups: list[OneLine] = Field(default_factory=list, description="groups made admins")
+    claim_groups_key: ClaimName | None = Field(
+        default=None, description="userinfo claim that lists a user's groups"
+    )
+    enable_auth_state: bool = Field(default=True, description="keep the user's tokens in the hub")
+
+    @model_validator(mode="after")
+    def _someone_can_log_in(self) -> OAuthSettings:
+        if not self.allow_all and not self.allowed_groups:
+            raise KeyedError(
+                "allowAll",
+                self.allow_all,
+                "admits nobody: set allowAll: true or list allowedGroups "
+                "(oauthenticator 16 refuses every user otherwise)",
+            )
+        if (self.allowed_groups or self.admin_groups) and not self.claim_groups_key:
+            raise KeyedError(
+                "claimGroupsKey",
+                None,
+                "is required with allowedGroups or adminGroups (the claim that lists groups)",
+            )
+        if len(set(self.scopes)) != len(self.scopes):
+            raise KeyedError("scopes", self.scopes, "lists a scope twice")
+        return self
+
+
+class CpuSettings(_Model):
+    limit: Cpu = Field(description="CPUs a user server may use")
+    guarantee: Cpu = Field(description="CPUs reserved for a user server")
+
+    @model_validator(mode="after")
+    def _guarantee_within_limit(self) -> CpuSettings:
+        if self.guarantee > self.limit:
+            raise KeyedError("guarantee", self.guarantee, f"is above the limit {self.limit}")
+        return self
+
+
+class MemorySettings(_Model):
+    limit: Quantity = Field(description="memory a user server may use, e.g. 1G")
+    guarantee: Quantity = Field(description="memory reserved for a user server")
+
+    @model_validator(mode="after")
+    def _guarantee_within_limit(self) -> MemorySettings:
+        if quantity_bytes(self.guarantee) > quantity_bytes(self.limit):
+            raise KeyedError("guarantee", self.guarantee, f"is above the limit {self.limit}")
+        return self
+
+
+class UserStorageSettings(_Model):
+    capacity: Quantity = Field(default="1Gi", description="size of each user's volume")
+
+
+class ImageSettings(_Model):
+    name: ImageName = Field(
+        default="quay.io/jupyter/minimal-notebook", description="image without its tag"
+    )
+    tag: ImageTag = Field(default=DEFAULT_IMAGE_DATE, description="pinned tag, never latest")
+
+
+class SingleuserSettings(_Model):
+    cpu: CpuSettings = Field(description="CPU limit and guarantee")
+    memory: MemorySettings = Field(description="memory limit and guarantee")
+    storage: UserStorageSettings = Field(default_factory=UserStorageSettings)
+    image: ImageSettings = Field(default_factory=ImageSettings)
+    default_url: AppPath = Field(default="/lab", description="page a user lands on")
+    extra_env: dict[EnvName, OneLine] = Field(
+        default_factory=dict, description="environment of every user server"
+    )
+
+
+class Profile(_Model):
+    display_name: OneLine = Field(description="title shown in the profile list")
+    description: OneLine | None = Field(default=None, description="line under the title")
+    default: bool = Field(default=False, description="preselected profile")
+    image: ImageRef | None = Field(default=None, description="image instead of the default")
+
+
+class HubSettings(_Model):
+    namespace: DnsLabel = Field(description="Kubernetes namespace of the hub")
+    release: DnsLabel = Field(description="Helm release name")
+    chart_version: SemVer = Field(default=DEFAULT_CHART_VERSION, description="jupyterhub chart")
+    node_port: NodePort = Field(description="NodePort the site's HAProxy balances over")
+    base_url: UrlPath = Field(default="/", description="URL prefix of the hub")
+    timeout_seconds: TimeoutSeconds = Field(
+        default=1800,
+        description="how long an install or upgrade may take (the image pre-puller waits "
+        "until every node has pulled every profile's image)",
+    )
+    oauth: OAuthSettings
+    singleuser: SingleuserSettings
+    profiles: list[Profile] = Field(default_factory=list, description="server options")
+    logo: str | None = Field(default=None, description="PNG file in this repository")
+
+    @field_validator("logo")
+    @classmethod
+    def _logo_in_repository(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        root = (info.context or {}).get("project_dir", PROJECT_DIR)
+        path = (root / value).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise ValueError("is not a file inside this repository")
+        if path.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+            raise ValueError("is not a PNG file")
+        if path.stat().st_size > 256 * 1024:
+            raise ValueError("is larger than 256 KiB (it travels in a Kubernetes Secret)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_default_profile(self) -> HubSettings:
+        defaults = [i for i, p in enumerate(self.profiles) if p.default]
+        if len(defaults) > 1:
+            raise KeyedError(
+                f"profiles[{defaults[1]}].default", True, "is a second default profile"
+            )
+        names = [p.display_name for p in self.profiles]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise KeyedError(f"profiles[{i}].displayName", name, "is used twice")
+        return self
+
+
+class Bastion(_Model):
+    host: HostAddress = Field(description="jump host on a network the deployer reaches")
+    port: TcpPort = Field(default=22)
+    user: UnixUser | None = Field(default=None, description="defaults to nodes.sshUser")
+    host_key: HostKey | None = Field(default=None, description="pinned SSH host key")
+
+
+class NodeHost(_Model):
+    name: DnsLabel = Field(description="node name, as in `kubectl get nodes`")
+    address: HostAddress = Field(description="address the deployer (or bastion) reaches")
+    port: TcpPort | None = Field(default=None, description="SSH port, default nodes.sshPort")
+    host_key: HostKey | None = Field(default=None, description="pinned SSH host key")
+
+
+class NodesSettings(_Model):
+    mount_path: AbsPath = Field(description="where every node mounts the share")
+    ssh_user: UnixUser = Field(description="SSH user; not root means scripts run via sudo -n")
+    ssh_port: TcpPort = Field(default=22)
+    bastion: Bastion | None = None
+    install_packages: bool = Field(
+        default=True, description="install the Ceph client with apt or dnf when missing"
+    )
+    hosts: list[NodeHost] = Field(min_length=1, description="every node of the cluster")
+
+    @model_validator(mode="after")
+    def _unique_hosts(self) -> NodesSettings:
+        for attr, key in (("name", "name"), ("address", "address")):
+            seen: set[str] = set()
+            for i, host in enumerate(self.hosts):
+                value = getattr(host, attr)
+                if value in seen:
+                    raise KeyedError(f"hosts[{i}].{key}", value, "is used by another node")
+                seen.add(value)
+        return self
+
+
+class ShareSettings(_Model):
+    name: OpenStackName = Field(description="Manila share name")
+    share_type: OpenStackName = Field(description="Manila share type offering CephFS")
+    size_gb: ShareSizeGb = Field(description="share size in GB")
+    ceph_user: CephUser = Field(description="cephx user of the access rule")
+    existing_id: OpenStackId | None = Field(
+        default=None, description="id of an existing share to adopt instead of creating one"
+    )
+
+
+class StorageSettings(_Model):
+    class_name: DnsName = Field(default="cephfs-shared", description="StorageClass name")
+    reclaim_policy: ReclaimPolicy = Field(
+        default=ReclaimPolicy.retain, description="what happens to a volume when its claim goes"
+    )
+    namespace: DnsLabel = Field(
+        default="cephfs-shared-storage", description="namespace of the provisioner"
+    )
+
+    @field_validator("class_name")
+    @classmethod
+    def _not_k3s_name(cls, value: str) -> str:
+        if value in K3S_RESERVED_CLASS_NAMES:
+            raise ValueError("is the class k3s manages and rewrites; choose another name")
+        return value
+
+
+class SiteConfig(_Model):
+    """Everything a site sets, except secrets (see `SiteSecrets`)."""
+
+    site: SiteSettings
+    hub: HubSettings
+    nodes: NodesSettings
+    share: ShareSettings
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+
+    SECRET_KEYS: ClassVar[tuple[str, ...]] = ("oauthClientSecret", "sshPrivateKey")
+
+    @property
+    def hub_url(self) -> str:
+        return f"https://{self.site.hub_host}{self.hub.base_url}"
+
+    @property
+    def oauth_callback_url(self) -> str:
+        return f"{self.hub_url}hub/oauth_callback"
+
+
+@dataclass(frozen=True)
+class SiteSecrets:
+    """Secret config values; each is a Pulumi secret Output, never a plain string."""
+
+    oauth_client_secret: pulumi.Output[str]
+    ssh_private_key: pulumi.Output[str]
+
+
+def _show(value: Any) -> str:
+    """The bad value as the operator would recognise it, on one line."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif value is None:
+        text = "null"
+    elif isinstance(value, int | float):
+        text = repr(value)
+    else:
+        text = json.dumps(value, ensure_ascii=True, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _lookup(raw: Any, loc: tuple[int | str, ...]) -> Any:
+    for part in loc:
+        try:
+            raw = raw[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return raw
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    model: Any = SiteConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        field = fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+        if model is None:
+            return None
+    return model
+
+
+_TYPE_WORDS = {
+    "string_type": "is not a string",
+    "int_type": "is not a whole number",
+    "int_parsing": "is not a whole number",
+    "int_from_float": "is not a whole number",
+    "float_type": "is not a number",
+    "float_parsing": "is not a number",
+    "bool_type": "is not true or false",
+    "bool_parsing": "is not true or false",
+    "dict_type": "is not a map",
+    "model_type": "is not a map of settings",
+    "model_attributes_type": "is not a map of settings",
+    "list_type": "is not a list",
+}
+
+
+def _describe(error: Any, raw: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "value_error" and isinstance(ctx.get("error"), KeyedError):
+        keyed: KeyedError = ctx["error"]
+        return f"{_key((*loc, keyed.key))}: {_show(keyed.value)} {keyed.expected}"
+    if loc and loc[-1] == "[key]":
+        # A bad key of a map: name the map, and show the key as the bad value.
+        return f"{_key(loc[:-2])}: key {_show(loc[-2])} {ctx.get('error', error['msg'])}"
+    key = _key(loc)
+    value = _lookup(raw, loc)
+    if kind == "missing":
+        parent = _model_at(loc[:-1])
+        field = None
+        if parent is not None:
+            field = {f.alias or n: f for n, f in parent.model_fields.items()}.get(str(loc[-1]))
+        what = f" ({field.description})" if field is not None and field.description else ""
+        return f"{key}: is missing; it is required{what}"
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        known = sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        return f"{key}: is not a known setting; {hint}expected one of {', '.join(known)}"
+    if kind == "value_error":
+        return f"{key}: {_show(value)} {ctx.get('error')}"
+    if kind == "enum":
+        return f"{key}: {_show(value)} is not one of {ctx.get('expected')}"
+    if kind == "too_short":
+        return f"{key}: {_show(value)} has too few items; expected at least {ctx.get('min_length')}"
+    if kind in _TYPE_WORDS:
+        return f"{key}: {_show(value)} {_TYPE_WORDS[kind]}"
+    return f"{key}: {_show(value)} is not valid: {error['msg']}"
+
+
+def describe_validation_error(err: ValidationError, raw: dict[str, Any]) -> str:
+    """One line for the operator: the first problem, and how many more there are."""
+    errors = err.errors(include_url=False)
+    line = _describe(errors[0], raw)
+    if len(errors) > 1:
+        line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return line
+
+
+def parse_site_config(raw: dict[str, Any], project_dir: Path = PROJECT_DIR) -> SiteConfig:
+    """Validate the plain (non-secret) settings of a site, or raise ConfigError."""
+    try:
+        return SiteConfig.model_validate(raw, context={"project_dir": project_dir})
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err, raw)) from None
+
+
+def _stack_keys() -> dict[str, Any]:
+    """Every `jupyterhub-platform:` key the stack sets, without the prefix."""
+    prefix = f"{PROJECT}:"
+    merged = {**get_config_env(), **_RUNTIME_CONFIG.get()}
+    return {k[len(prefix) :]: val for k, val in merged.items() if k.startswith(prefix)}
+
+
+def _decode(value: Any) -> Any:
+    # Pulumi hands structured config to the program as JSON text; scalars stay text.
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def load_site_config(project_dir: Path = PROJECT_DIR) -> tuple[SiteConfig, SiteSecrets]:
+    """Read and validate the current stack's config, once, before anything is registered."""
+    keys = _stack_keys()
+    secret_names = set(SiteConfig.SECRET_KEYS)
+    raw = {k: _decode(val) for k, val in keys.items() if k not in secret_names}
+    known = [f.alias or n for n, f in SiteConfig.model_fields.items()]
+    for key in raw:
+        if key not in known:
+            close = difflib.get_close_matches(key, [*known, *secret_names], n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(
+                f"{key}: is not a known setting; {hint}expected one of "
+                f"{', '.join(sorted([*known, *secret_names]))}"
+            )
+    site = parse_site_config(raw, project_dir)
+
+    config = pulumi.Config(PROJECT)
+    secrets: dict[str, pulumi.Output[str]] = {}
+    for name in SiteConfig.SECRET_KEYS:
+        if keys.get(name) in (None, ""):
+            raise ConfigError(
+                f"{name}: is missing; set it with `pulumi config set --secret {name} ...`"
+                + (" < file" if name == "sshPrivateKey" else "")
+            )
+        if not is_config_secret(f"{PROJECT}:{name}"):
+            raise ConfigError(
+                f"{name}: is stored in plain text; store it encrypted with "
+                f"`pulumi config set --secret {name} ...`"
+            )
+        secrets[name] = config.require_secret(name)
+    return site, SiteSecrets(
+        oauth_client_secret=secrets["oauthClientSecret"],
+        ssh_private_key=secrets["sshPrivateKey"],
+    )

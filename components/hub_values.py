@@ -1,0 +1,152 @@
+"""Helm values for the jupyterhub chart, built from the site config.
+
+Pure functions: given the typed settings (and Outputs for what only exists at deploy time,
+such as secrets and the storage class name), return the values the chart receives. Kept
+apart from the component so tests, the plan and the policies can read one definition.
+
+Where the runbook's values.yaml is wrong or fragile this builds the corrected form:
+`username_claim` instead of the deprecated `username_key`, a `userdata_token_method` that
+oauthenticator 16 understands, a callback URL derived from the hub host, pinned images, and
+the logo shipped from the repository instead of downloaded when the hub starts.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from components.config import PROJECT_DIR, HubSettings
+
+# Where the hub container sees the logo; `hub.extraFiles` mounts it there from the hub Secret.
+LOGO_MOUNT_PATH = "/usr/local/etc/jupyterhub/site-logo.png"
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """Helm's merge of values: maps merge key by key; lists and scalars replace."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        merged = dict(base)
+        for key, value in over.items():
+            merged[key] = deep_merge(base[key], value) if key in base else value
+        return merged
+    return over
+
+
+def hub_config(
+    hub: HubSettings,
+    callback_url: str,
+    client_secret: pulumi.Input[str] | None,
+) -> dict[str, Any]:
+    """The chart's `hub.config`: traitlets sections the hub loads as `c[section].update(...)`.
+
+    With `client_secret=None` no secret is written; the hub then reads OAUTH_CLIENT_SECRET
+    from its environment (the vault mode).
+    """
+    oauth = hub.oauth
+    generic: dict[str, Any] = {
+        "login_service": oauth.login_service,
+        "client_id": oauth.client_id,
+        "oauth_callback_url": callback_url,
+        "authorize_url": oauth.authorize_url,
+        "token_url": oauth.token_url,
+        "userdata_url": oauth.userdata_url,
+        "scope": list(oauth.scopes),
+        "username_claim": oauth.username_claim,
+        "userdata_token_method": oauth.userdata_token_method.value,
+    }
+    if client_secret is not None:
+        generic["client_secret"] = client_secret
+    if oauth.userdata_params:
+        generic["userdata_params"] = dict(oauth.userdata_params)
+    if oauth.extra_authorize_params:
+        generic["extra_authorize_params"] = dict(oauth.extra_authorize_params)
+    if oauth.claim_groups_key:
+        generic["claim_groups_key"] = oauth.claim_groups_key
+    if oauth.allowed_groups:
+        generic["allowed_groups"] = list(oauth.allowed_groups)
+    if oauth.admin_groups:
+        generic["admin_groups"] = list(oauth.admin_groups)
+    if oauth.allow_all:
+        generic["allow_all"] = True
+
+    jupyterhub: dict[str, Any] = {"authenticator_class": "generic-oauth"}
+    if hub.logo:
+        jupyterhub["logo_file"] = LOGO_MOUNT_PATH
+    return {
+        "JupyterHub": jupyterhub,
+        "Authenticator": {"enable_auth_state": oauth.enable_auth_state},
+        "GenericOAuthenticator": generic,
+    }
+
+
+def profile_list(hub: HubSettings) -> list[dict[str, Any]]:
+    """KubeSpawner's `profile_list`, as the chart's `singleuser.profileList` carries it."""
+    profiles = []
+    for profile in hub.profiles:
+        entry: dict[str, Any] = {"display_name": profile.display_name}
+        if profile.description:
+            entry["description"] = profile.description
+        if profile.default:
+            entry["default"] = True
+        if profile.image:
+            entry["kubespawner_override"] = {"image": profile.image}
+        profiles.append(entry)
+    return profiles
+
+
+def logo_file(hub: HubSettings, project_dir: Path = PROJECT_DIR) -> dict[str, Any] | None:
+    if not hub.logo:
+        return None
+    data = (project_dir / hub.logo).read_bytes()
+    return {
+        "mountPath": LOGO_MOUNT_PATH,
+        "binaryData": base64.b64encode(data).decode("ascii"),
+    }
+
+
+def chart_values(
+    hub: HubSettings,
+    *,
+    callback_url: str,
+    storage_class: pulumi.Input[str],
+    client_secret: pulumi.Input[str] | None,
+    proxy_token: pulumi.Input[str],
+    project_dir: Path = PROJECT_DIR,
+) -> dict[str, Any]:
+    """Every value the program sets; the chart's defaults supply the rest."""
+    singleuser = hub.singleuser
+    values: dict[str, Any] = {
+        "proxy": {
+            "secretToken": proxy_token,
+            "service": {"type": "NodePort", "nodePorts": {"http": hub.node_port}},
+        },
+        "hub": {
+            "baseUrl": hub.base_url,
+            "config": hub_config(hub, callback_url, client_secret),
+            "db": {"pvc": {"storageClassName": storage_class}},
+        },
+        "singleuser": {
+            "defaultUrl": singleuser.default_url,
+            "image": {"name": singleuser.image.name, "tag": singleuser.image.tag},
+            "cpu": {"limit": singleuser.cpu.limit, "guarantee": singleuser.cpu.guarantee},
+            "memory": {
+                "limit": singleuser.memory.limit,
+                "guarantee": singleuser.memory.guarantee,
+            },
+            "storage": {
+                "type": "dynamic",
+                "capacity": singleuser.storage.capacity,
+                "dynamic": {"storageClass": storage_class},
+            },
+        },
+    }
+    if singleuser.extra_env:
+        values["singleuser"]["extraEnv"] = dict(singleuser.extra_env)
+    if hub.profiles:
+        values["singleuser"]["profileList"] = profile_list(hub)
+    logo = logo_file(hub, project_dir)
+    if logo:
+        values["hub"]["extraFiles"] = {"site-logo": logo}
+    return values

@@ -1,0 +1,103 @@
+"""JupyterHub: the hub's namespace, its proxy token, and the Helm release of the chart.
+
+The namespace is a resource of its own (the release does not create it) so that other
+components can put objects in it before the release exists, and so it carries the hub URL
+as an annotation: policies compare the OAuth callback against it, since they cannot read
+stack outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.config import HubSettings
+from components.hub_values import chart_values
+
+CHART_NAME = "jupyterhub"
+CHART_REPOSITORY = "https://hub.jupyter.org/helm-chart/"
+HUB_URL_ANNOTATION = "jupyterhub-platform/hub-url"
+
+
+@dataclass
+class JupyterHubArgs:
+    hub: HubSettings
+    """The hub's settings from the site config."""
+    hub_url: str
+    """https://<hubHost><baseUrl>: the URL users open, and the root of the callback URL."""
+    storage_class: pulumi.Input[str]
+    """StorageClass for the hub database and every user's volume."""
+    oauth_client_secret: pulumi.Input[str] | None
+    """Secret for `hub.config`; None when the hub reads it from its environment instead."""
+    release_depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
+    """What must exist before the release installs (the storage class, the node mounts)."""
+
+
+class JupyterHub(pulumi.ComponentResource):
+    namespace: pulumi.Output[str]
+    hub_url: pulumi.Output[str]
+    oauth_callback_url: pulumi.Output[str]
+    release_status: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: JupyterHubArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("jupyterhub-platform:hub:JupyterHub", name, None, opts)
+        hub = args.hub
+        callback_url = f"{args.hub_url}hub/oauth_callback"
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.namespace_resource = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=hub.namespace,
+                annotations={HUB_URL_ANNOTATION: args.hub_url},
+            ),
+            opts=child,
+        )
+
+        # A fresh token on every run would restart the proxy and drop every user's route;
+        # RandomBytes keeps it in state, and its hex is a secret.
+        proxy_token = random.RandomBytes(f"{name}-proxy-token", length=32, opts=child)
+
+        values = chart_values(
+            hub,
+            callback_url=callback_url,
+            storage_class=args.storage_class,
+            client_secret=args.oauth_client_secret,
+            proxy_token=proxy_token.hex,
+        )
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            k8s.helm.v3.ReleaseArgs(
+                name=hub.release,
+                chart=CHART_NAME,
+                version=hub.chart_version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPOSITORY),
+                namespace=self.namespace_resource.metadata.name,
+                create_namespace=False,
+                # The values carry the client secret and the proxy token: keep all of them
+                # secret in state and in every diff.
+                values=pulumi.Output.secret(values),
+                cleanup_on_fail=True,
+                timeout=hub.timeout_seconds,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.release_depends_on)),
+        )
+
+        self.namespace = self.namespace_resource.metadata.name
+        self.hub_url = pulumi.Output.from_input(args.hub_url)
+        self.oauth_callback_url = pulumi.Output.from_input(callback_url)
+        self.release_status = self.release.status.apply(lambda s: s.status)
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "hub_url": self.hub_url,
+                "oauth_callback_url": self.oauth_callback_url,
+                "release_status": self.release_status,
+            }
+        )

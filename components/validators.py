@@ -1,0 +1,243 @@
+"""Formats for values that reach a shell, a URL, a Kubernetes name or a YAML file.
+
+Each validator accepts a value or raises ``ValueError`` whose text completes the sentence
+``<key>: <value> ...``, so the site config can report one line naming the key, the bad value
+and what is expected. Formats are strict on purpose: node names, addresses, paths and user
+names end up in commands run as root on every node.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import PurePosixPath
+from urllib.parse import urlsplit
+
+# RFC 1123 label, as Kubernetes uses it for namespaces, release and node names.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]*")
+_UNIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+_CEPH_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_OPENSTACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+_SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?")
+# Kubernetes resource.Quantity, the subset people write for memory and disk.
+_QUANTITY = re.compile(r"([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E|m)?")
+_IMAGE_NAME = re.compile(
+    r"[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9]+([._-][a-z0-9]+)*)*(:[0-9]{1,5})?"
+    r"(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)+|[a-z0-9]+([._-]{1,2}[a-z0-9]+)*"
+)
+_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_CLAIM = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]{0,127}")
+# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")
+_HOST_KEY = re.compile(
+    r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)"
+    r"|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com)"
+    r" [A-Za-z0-9+/]{16,8192}={0,2}"
+)
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _full(pattern: re.Pattern[str], value: str) -> bool:
+    return pattern.fullmatch(value) is not None
+
+
+def dns_label(value: str) -> str:
+    if not _full(_DNS_LABEL, value):
+        raise ValueError(
+            "is not a DNS label (lowercase letters, digits and '-', 1-63 characters, "
+            "starting and ending with a letter or digit)"
+        )
+    return value
+
+
+def dns_name(value: str) -> str:
+    """A DNS name of one or more labels (a host name or a Kubernetes subdomain name)."""
+    labels = value.split(".")
+    if len(value) > 253 or not all(_full(_DNS_LABEL, label) for label in labels):
+        raise ValueError(
+            "is not a lowercase DNS name (labels of lowercase letters, digits and '-', "
+            "separated by '.')"
+        )
+    return value
+
+
+def host_address(value: str) -> str:
+    """An IPv4 or IPv6 address, or a DNS name."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        try:
+            dns_name(value)
+        except ValueError:
+            raise ValueError("is not an IP address or a lowercase DNS name") from None
+    return value
+
+
+def https_url(value: str) -> str:
+    bad = ValueError("is not an https:// URL with a host name and no spaces or credentials")
+    if any(ch.isspace() or not ch.isprintable() for ch in value) or not value.isascii():
+        raise bad
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+        raise bad
+    if parts.fragment:
+        raise bad
+    host_address(parts.hostname)
+    return value
+
+
+def abs_path(value: str) -> str:
+    """An absolute path with no surprises for a shell or for fstab."""
+    parts = PurePosixPath(value).parts
+    if (
+        not _full(_SAFE_PATH, value)
+        or value == "/"
+        or value.endswith("/")
+        or "//" in value
+        or any(p in (".", "..") or p.startswith("-") for p in parts[1:])
+        or len(value) > 255
+    ):
+        raise ValueError(
+            "is not an absolute path such as /mnt/k8s-shared (letters, digits, '.', '_', '-' "
+            "and '/'; no trailing '/', no '.' or '..' parts, not '/')"
+        )
+    return value
+
+
+def url_path(value: str) -> str:
+    """A URL path that starts and ends with '/', as the chart's baseUrl."""
+    if not value.startswith("/") or not value.endswith("/") or "//" in value:
+        raise ValueError("is not a URL path that starts and ends with '/', such as / or /jhub/")
+    if value != "/":
+        abs_path(value[:-1])
+    return value
+
+
+def app_path(value: str) -> str:
+    """A path inside the user's server, such as /lab."""
+    if value != "/":
+        try:
+            abs_path(value)
+        except ValueError:
+            raise ValueError("is not a URL path such as /lab or /tree") from None
+    return value
+
+
+def unix_user(value: str) -> str:
+    if not _full(_UNIX_USER, value):
+        raise ValueError(
+            "is not a Unix user name (lowercase letters, digits, '_' and '-', "
+            "starting with a letter or '_', at most 32 characters)"
+        )
+    return value
+
+
+def ceph_user(value: str) -> str:
+    if not _full(_CEPH_USER, value) or value == "admin":
+        raise ValueError(
+            "is not a cephx user id (letters, digits, '_', '.' and '-', starting with a letter "
+            "or digit, at most 64 characters, not 'admin')"
+        )
+    return value
+
+
+def openstack_name(value: str) -> str:
+    if not _full(_OPENSTACK_NAME, value):
+        raise ValueError(
+            "is not a name of letters, digits, '_', '.' and '-' starting with a letter or digit"
+        )
+    return value
+
+
+def uuid(value: str) -> str:
+    if not _full(_UUID, value):
+        raise ValueError("is not an OpenStack id (a lowercase UUID)")
+    return value
+
+
+def semver(value: str) -> str:
+    if not _full(_SEMVER, value):
+        raise ValueError("is not a chart version such as 3.1.0")
+    return value
+
+
+def quantity(value: str) -> str:
+    if not _full(_QUANTITY, value) or float(_QUANTITY.fullmatch(value).group(1)) <= 0:  # type: ignore[union-attr]
+        raise ValueError("is not a positive Kubernetes quantity such as 1G, 512Mi or 1Gi")
+    return value
+
+
+def image_name(value: str) -> str:
+    if not _full(_IMAGE_NAME, value):
+        raise ValueError(
+            "is not an image name such as quay.io/jupyter/minimal-notebook (no tag here)"
+        )
+    return value
+
+
+def image_tag(value: str) -> str:
+    # The chart joins name and tag with ':', so a digest belongs in a profile's image instead.
+    if value == "latest" or not _full(_IMAGE_TAG, value):
+        raise ValueError("is not a pinned image tag (a fixed tag such as 2025-11-10; not 'latest')")
+    return value
+
+
+def image_ref(value: str) -> str:
+    """A full image reference with a pinned tag or digest: name:tag or name@sha256:..."""
+    expected = (
+        "is not a pinned image reference such as "
+        "quay.io/jupyter/datascience-notebook:2025-11-10 (a fixed tag or @sha256 digest; "
+        "not 'latest')"
+    )
+    if "@" in value:
+        name, _, digest = value.partition("@")
+        ok = _full(_IMAGE_DIGEST, digest)
+    else:
+        name, sep, tag = value.rpartition(":")
+        ok = bool(sep) and "/" not in tag and tag != "latest" and _full(_IMAGE_TAG, tag)
+    if not ok or not _full(_IMAGE_NAME, name):
+        raise ValueError(expected)
+    return value
+
+
+def env_name(value: str) -> str:
+    if not _full(_ENV_NAME, value):
+        raise ValueError("is not an environment variable name (letters, digits and '_')")
+    return value
+
+
+def claim_name(value: str) -> str:
+    if not _full(_CLAIM, value):
+        raise ValueError("is not a claim name such as preferred_username or groups")
+    return value
+
+
+def scope(value: str) -> str:
+    if not _full(_SCOPE, value):
+        raise ValueError("is not an OAuth scope (printable characters, no spaces or quotes)")
+    return value
+
+
+def one_line(value: str) -> str:
+    """Free text shown to users: printable, one line, bounded."""
+    if not value or len(value) > 200 or not value.isprintable():
+        raise ValueError("is not one line of printable text (1-200 characters)")
+    return value
+
+
+def client_id(value: str) -> str:
+    if not value or len(value) > 255 or not all("\x21" <= ch <= "\x7e" for ch in value):
+        raise ValueError("is not an OAuth client id (printable ASCII, no spaces)")
+    return value
+
+
+def ssh_host_key(value: str) -> str:
+    if not _full(_HOST_KEY, value):
+        raise ValueError(
+            "is not an SSH public host key such as 'ssh-ed25519 AAAAC3...' "
+            "(key type and base64 only, no host name or comment)"
+        )
+    return value

@@ -1,0 +1,253 @@
+"""Bad site config: one line naming the key, the value and what is expected; nothing registered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.config import ConfigError
+from tests.sites import DELETE, SECRETS, espsrc, run, site
+
+DNS_LABEL = (
+    "is not a DNS label (lowercase letters, digits and '-', 1-63 characters, "
+    "starting and ending with a letter or digit)"
+)
+HTTPS = "is not an https:// URL with a host name and no spaces or credentials"
+PATH = (
+    "is not an absolute path such as /mnt/k8s-shared (letters, digits, '.', '_', '-' and '/'; "
+    "no trailing '/', no '.' or '..' parts, not '/')"
+)
+
+# (key as written in Pulumi.<site>.yaml, bad value, the whole expected message)
+BAD: list[tuple[str, Any, str]] = [
+    ("hub.nodePort", 80, "hub.nodePort: 80 is not in 30000-32767"),
+    ("hub.nodePort", "31090x", 'hub.nodePort: "31090x" is not a whole number'),
+    (
+        "site.hubHost",
+        "Notebook.Example.org",
+        'site.hubHost: "Notebook.Example.org" is not a lowercase DNS name '
+        "(labels of lowercase letters, digits and '-', separated by '.')",
+    ),
+    (
+        "hub.oauth.authorizeUrl",
+        "http://iam.example.org/authorize",
+        f'hub.oauth.authorizeUrl: "http://iam.example.org/authorize" {HTTPS}',
+    ),
+    (
+        "hub.oauth.tokenUrl",
+        "https://user:pw@iam.example.org/token",
+        f'hub.oauth.tokenUrl: "https://user:pw@iam.example.org/token" {HTTPS}',
+    ),
+    ("hub.namespace", "JHub", f'hub.namespace: "JHub" {DNS_LABEL}'),
+    ("hub.release", "rel;rm -rf /", f'hub.release: "rel;rm -rf /" {DNS_LABEL}'),
+    (
+        "hub.baseUrl",
+        "jhub",
+        'hub.baseUrl: "jhub" is not a URL path that starts and ends with '
+        "'/', such as / or /jhub/",
+    ),
+    (
+        "hub.chartVersion",
+        "latest",
+        'hub.chartVersion: "latest" is not a chart version such as 3.1.0',
+    ),
+    (
+        "hub.singleuser.image.tag",
+        "latest",
+        'hub.singleuser.image.tag: "latest" is not a pinned image tag '
+        "(a fixed tag such as 2025-11-10; not 'latest')",
+    ),
+    (
+        "hub.profiles[1].image",
+        "quay.io/jupyter/datascience-notebook:latest",
+        'hub.profiles[1].image: "quay.io/jupyter/datascience-notebook:latest" is not a pinned '
+        "image reference such as quay.io/jupyter/datascience-notebook:2025-11-10 "
+        "(a fixed tag or @sha256 digest; not 'latest')",
+    ),
+    (
+        "hub.profiles[1].image",
+        "jupyter/datascience-notebook",
+        'hub.profiles[1].image: "jupyter/datascience-notebook" is not a pinned image reference '
+        "such as quay.io/jupyter/datascience-notebook:2025-11-10 "
+        "(a fixed tag or @sha256 digest; not 'latest')",
+    ),
+    (
+        "hub.singleuser.memory.guarantee",
+        "2G",
+        'hub.singleuser.memory.guarantee: "2G" is above the limit 1G',
+    ),
+    (
+        "hub.singleuser.cpu.limit",
+        -1,
+        "hub.singleuser.cpu.limit: -1 is not a CPU count in (0, 1024], such as 0.5 or 2",
+    ),
+    (
+        "hub.singleuser.memory.limit",
+        "lots",
+        'hub.singleuser.memory.limit: "lots" is not a positive Kubernetes quantity '
+        "such as 1G, 512Mi or 1Gi",
+    ),
+    (
+        "hub.oauth.userdataTokenMethod",
+        "GET",
+        "hub.oauth.userdataTokenMethod: \"GET\" is not one of 'header' or 'url'",
+    ),
+    (
+        "hub.oauth.allowAll",
+        False,
+        "hub.oauth.allowAll: false admits nobody: set allowAll: true or list allowedGroups "
+        "(oauthenticator 16 refuses every user otherwise)",
+    ),
+    (
+        "hub.oauth.allowedGroups",
+        ["science"],
+        "hub.oauth.claimGroupsKey: null is required with allowedGroups or adminGroups "
+        "(the claim that lists groups)",
+    ),
+    ("hub.oauth.scopes", "openid profile", 'hub.oauth.scopes: "openid profile" is not a list'),
+    ("nodes.mountPath", "/mnt/k8s shared", f'nodes.mountPath: "/mnt/k8s shared" {PATH}'),
+    ("nodes.mountPath", "/mnt/../etc", f'nodes.mountPath: "/mnt/../etc" {PATH}'),
+    ("nodes.mountPath", "/mnt/k8s-shared/", f'nodes.mountPath: "/mnt/k8s-shared/" {PATH}'),
+    (
+        "nodes.hosts[1].address",
+        "192.168.250.195; reboot",
+        'nodes.hosts[1].address: "192.168.250.195; reboot" is not an IP address or a lowercase '
+        "DNS name",
+    ),
+    ("nodes.hosts[0].name", "K8S_master", f'nodes.hosts[0].name: "K8S_master" {DNS_LABEL}'),
+    (
+        "nodes.hosts[2].name",
+        "k8s-master-0",
+        'nodes.hosts[2].name: "k8s-master-0" is used by another node',
+    ),
+    (
+        "nodes.sshUser",
+        "root;id",
+        "nodes.sshUser: \"root;id\" is not a Unix user name (lowercase letters, digits, '_' and "
+        "'-', starting with a letter or '_', at most 32 characters)",
+    ),
+    ("nodes.hosts", [], "nodes.hosts: [] has too few items; expected at least 1"),
+    (
+        "nodes.hosts[0].hostKey",
+        "garbage",
+        'nodes.hosts[0].hostKey: "garbage" is not an SSH public host key such as '
+        "'ssh-ed25519 AAAAC3...' (key type and base64 only, no host name or comment)",
+    ),
+    (
+        "share.cephUser",
+        "$(id)",
+        "share.cephUser: \"$(id)\" is not a cephx user id (letters, digits, '_', '.' and "
+        "'-', starting with a letter or digit, at most 64 characters, not 'admin')",
+    ),
+    ("share.sizeGb", 0, "share.sizeGb: 0 is not in 1-1000000"),
+    (
+        "share.existingId",
+        "abc",
+        'share.existingId: "abc" is not an OpenStack id (a lowercase UUID)',
+    ),
+    (
+        "storage.reclaimPolicy",
+        "Recycle",
+        "storage.reclaimPolicy: \"Recycle\" is not one of 'Retain' or 'Delete'",
+    ),
+    (
+        "storage.className",
+        "local-path",
+        'storage.className: "local-path" is the class k3s manages and rewrites; '
+        "choose another name",
+    ),
+    (
+        "hub.nodeport",
+        31090,
+        "hub.nodeport: is not a known setting; did you mean nodePort? expected one of baseUrl, "
+        "chartVersion, logo, namespace, nodePort, oauth, profiles, release, singleuser, "
+        "timeoutSeconds",
+    ),
+    (
+        "hub.oauth.clientId",
+        DELETE,
+        "hub.oauth.clientId: is missing; it is required "
+        "(the hub's client id at the identity provider)",
+    ),
+    (
+        "hub.logo",
+        "../../etc/passwd",
+        'hub.logo: "../../etc/passwd" is not a file inside this repository',
+    ),
+    ("hub.logo", "Pulumi.yaml", 'hub.logo: "Pulumi.yaml" is not a PNG file'),
+    (
+        "hub.profiles[1].default",
+        True,
+        "hub.profiles[1].default: true is a second default profile",
+    ),
+    (
+        "hub.singleuser.extraEnv",
+        {"BAD NAME": "x"},
+        'hub.singleuser.extraEnv: key "BAD NAME" is not an environment variable name '
+        "(letters, digits and '_')",
+    ),
+    ("nodes", "all", 'nodes: "all" is not a map of settings'),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "message"), BAD, ids=[f"{k}={v!r}" for k, v, _ in BAD])
+def test_bad_config_is_one_line_and_registers_nothing(key: str, value: Any, message: str) -> None:
+    result = run(site(**{key: value}))
+    assert isinstance(result.error, ConfigError), f"{key}={value!r}: {result.error!r}"
+    assert str(result.error) == message
+    assert "\n" not in str(result.error)
+    assert result.resources == [], (
+        f"{key}={value!r} registered {[r.name for r in result.resources]}"
+    )
+
+
+def test_unknown_top_level_key_is_named() -> None:
+    settings = espsrc()
+    settings["hubb"] = {"namespace": "x"}
+    result = run(settings)
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error).startswith("hubb: is not a known setting; did you mean hub?")
+    assert result.resources == []
+
+
+@pytest.mark.parametrize("missing", ["oauthClientSecret", "sshPrivateKey"])
+def test_missing_secret_says_how_to_set_it(missing: str) -> None:
+    secrets = {k: v for k, v in SECRETS.items() if k != missing}
+    result = run(espsrc(), secrets)
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error).startswith(
+        f"{missing}: is missing; set it with `pulumi config set --secret {missing}"
+    )
+    assert result.resources == []
+
+
+def test_secret_in_plain_text_is_refused() -> None:
+    from tests.sites import as_config
+    from tools.mockrun import run_program
+
+    config, secret_keys = as_config(espsrc())
+    result = run_program(config, [k for k in secret_keys if not k.endswith("sshPrivateKey")])
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error) == (
+        "sshPrivateKey: is stored in plain text; store it encrypted with "
+        "`pulumi config set --secret sshPrivateKey ...`"
+    )
+    assert result.resources == []
+
+
+def test_several_problems_report_the_first_and_a_count() -> None:
+    result = run(site(**{"hub.nodePort": 80, "share.sizeGb": 0}))
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error) == "hub.nodePort: 80 is not in 30000-32767 (and 1 more problem)"
+
+
+def test_config_error_is_a_run_error_so_pulumi_prints_no_traceback() -> None:
+    import pulumi
+
+    assert issubclass(ConfigError, pulumi.RunError)
+
+
+def test_espsrc_is_valid() -> None:
+    result = run()
+    assert result.error is None, result.error

@@ -1,0 +1,91 @@
+"""Read a `Pulumi.<stack>.yaml` into the config map the Python language host passes.
+
+The Pulumi CLI hands a program its config as strings keyed `namespace:key`: structured
+values as JSON text, scalars as their text, and `secure:` values decrypted. Offline nothing
+can be decrypted, so `secure:` values are reported instead of read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class StackFileError(ValueError):
+    """The stack file cannot be read; the message is one line."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as the Pulumi CLI reads it: a date-like scalar stays text."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass
+class StackFile:
+    path: Path
+    config: dict[str, str] = field(default_factory=dict)
+    secret_keys: list[str] = field(default_factory=list)
+    encrypted: list[str] = field(default_factory=list)
+    """Keys whose value is `secure:` ciphertext, which only the Pulumi CLI can decrypt."""
+
+
+def _has_secure(value: Any) -> bool:
+    if isinstance(value, dict):
+        return set(value) == {"secure"} or any(_has_secure(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_secure(v) for v in value)
+    return False
+
+
+def _as_config_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value)
+
+
+def load_stack_file(path: Path, project: str) -> StackFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise StackFileError(f"{path}: cannot be read ({err.strerror})") from None
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise StackFileError(f"{path}: is not valid YAML{where}: {problem}") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise StackFileError(f"{path}: is not a map with a `config:` section")
+    config = doc.get("config") or {}
+    if not isinstance(config, dict):
+        raise StackFileError(f"{path}: `config:` is not a map of keys to values")
+
+    out = StackFile(path=path)
+    for key, value in config.items():
+        if not isinstance(key, str) or not key:
+            raise StackFileError(f"{path}: config key {key!r} is not a string")
+        full = key if ":" in key else f"{project}:{key}"
+        if _has_secure(value):
+            out.encrypted.append(full)
+            out.secret_keys.append(full)
+            continue
+        if value is None:
+            continue
+        out.config[full] = _as_config_text(value)
+    return out
