@@ -4,16 +4,37 @@ import pulumi
 
 from components.config import load_site_config
 from components.jupyterhub import JupyterHub, JupyterHubArgs
+from components.node_mounts import NodeMounts, NodeMountsArgs
+from components.share import CephFSShare, CephFSShareArgs
+from components.storage_class import SharedStorageClass, SharedStorageClassArgs
 
 site, secrets = load_site_config()
 
+share = CephFSShare("share", CephFSShareArgs(share=site.share))
+mounts = NodeMounts(
+    "mounts",
+    NodeMountsArgs(
+        nodes=site.nodes,
+        export_path=share.export_path,
+        ceph_user=share.ceph_user,
+        access_key=share.access_key,
+        ssh_private_key=secrets.ssh_private_key,
+    ),
+)
+storage = SharedStorageClass(
+    "storage",
+    SharedStorageClassArgs(
+        storage=site.storage, shared_path=site.nodes.mount_path, mounts=[mounts]
+    ),
+)
 hub = JupyterHub(
     "hub",
     JupyterHubArgs(
         hub=site.hub,
         hub_url=site.hub_url,
-        storage_class=site.storage.class_name,
+        storage_class=storage.class_name,
         oauth_client_secret=secrets.oauth_client_secret,
+        release_depends_on=[storage],
     ),
 )
 
@@ -21,3 +42,5 @@ pulumi.export("hub_url", hub.hub_url)
 pulumi.export("oauth_callback_url", hub.oauth_callback_url)
 pulumi.export("namespace", hub.namespace)
 pulumi.export("release_status", hub.release_status)
+pulumi.export("share_export_path", share.export_path)
+pulumi.export("storage_class", storage.class_name)

@@ -1,0 +1,111 @@
+"""NodeMounts: the CephFS share mounted at one path on every node, over SSH.
+
+One `remote.Command` per node, none depending on another, so the engine runs them all
+at once. The create step is `scripts/mount-cephfs.sh` (idempotent, key on stdin); the
+delete step is `scripts/unmount-cephfs.sh`, which never touches the data. A change of
+export, cephx user or mount path replaces the step, deleting the old mount first: the
+other order would let the old step's delete remove the new mount's key and fstab line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+from components.config import NodeHost, NodesSettings
+from components.node_scripts import MountSettings, remote_command
+
+MOUNT_CLIENT = "kernel"
+# Give up on an unreachable node after about a minute, rather than the provider's default
+# of ten 15-second attempts.
+DIAL_ERROR_LIMIT = 4
+PER_DIAL_TIMEOUT = 15
+
+
+@dataclass
+class NodeMountsArgs:
+    nodes: NodesSettings
+    """Mount path, SSH user and bastion, and the hosts."""
+    export_path: pulumi.Input[str]
+    """The share's export location, mon:port[,...]:/path."""
+    ceph_user: pulumi.Input[str]
+    """The cephx user of the share's access rule."""
+    access_key: pulumi.Input[str]
+    """The cephx key (secret): sent on stdin, never on a command line."""
+    ssh_private_key: pulumi.Input[str]
+    """Private key for the nodes and the bastion (secret)."""
+
+
+class NodeMounts(pulumi.ComponentResource):
+    commands: dict[str, command.remote.Command]
+    nodes: pulumi.Output[list[str]]
+
+    def __init__(
+        self, name: str, args: NodeMountsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("jupyterhub-platform:storage:NodeMounts", name, None, opts)
+        nodes = args.nodes
+        proxy = None
+        if nodes.bastion is not None:
+            proxy = command.remote.ProxyConnectionArgs(
+                host=nodes.bastion.host,
+                port=nodes.bastion.port,
+                user=nodes.bastion.user or nodes.ssh_user,
+                private_key=args.ssh_private_key,
+                host_key=nodes.bastion.host_key,
+                dial_error_limit=DIAL_ERROR_LIMIT,
+                per_dial_timeout=PER_DIAL_TIMEOUT,
+            )
+
+        self.commands = {}
+        for host in nodes.hosts:
+            self.commands[host.name] = self._mount(name, args, host, proxy)
+
+        self.nodes = pulumi.Output.from_input([h.name for h in nodes.hosts])
+        self.register_outputs({"nodes": self.nodes})
+
+    def _mount(
+        self,
+        name: str,
+        args: NodeMountsArgs,
+        host: NodeHost,
+        proxy: command.remote.ProxyConnectionArgs | None,
+    ) -> command.remote.Command:
+        nodes = args.nodes
+
+        def settings(export_path: str, ceph_user: str) -> MountSettings:
+            return MountSettings(
+                node_name=host.name,
+                export_path=export_path,
+                mount_path=nodes.mount_path,
+                ceph_user=ceph_user,
+                mount_client=MOUNT_CLIENT,
+                install_packages=nodes.install_packages,
+            )
+
+        mount = pulumi.Output.all(args.export_path, args.ceph_user).apply(
+            lambda v: settings(v[0], v[1])
+        )
+        return command.remote.Command(
+            f"{name}-{host.name}",
+            connection=command.remote.ConnectionArgs(
+                host=host.address,
+                port=host.port or nodes.ssh_port,
+                user=nodes.ssh_user,
+                private_key=args.ssh_private_key,
+                host_key=host.host_key,
+                proxy=proxy,
+                dial_error_limit=DIAL_ERROR_LIMIT,
+                per_dial_timeout=PER_DIAL_TIMEOUT,
+            ),
+            create=mount.apply(lambda m: remote_command(m.create_script(), nodes.ssh_user)),
+            delete=mount.apply(lambda m: remote_command(m.delete_script(), nodes.ssh_user)),
+            stdin=args.access_key,
+            triggers=[args.export_path, args.ceph_user, nodes.mount_path, MOUNT_CLIENT],
+            # Only the scripts' own output is logged; they never print the key, and stdin
+            # is not a logged stream.
+            logging=command.remote.Logging.STDOUT_AND_STDERR,
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )

@@ -1,0 +1,363 @@
+"""The node scripts: shellcheck, then run for real in the sandbox (tests/sandbox.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.node_scripts import (
+    SCRIPTS_DIR,
+    MountSettings,
+    remote_command,
+    render,
+    volume_script,
+)
+from tests.sandbox import KEY, Sandbox, requires_sandbox
+from tools.mockrun import FAKE_MONITORS
+
+SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
+EXPORT = f"{FAKE_MONITORS}:/volumes/_nogroup/9f1c/6e33"
+OTHER_EXPORT = f"{FAKE_MONITORS}:/volumes/_nogroup/aaaa/bbbb"
+USER = "spsrc-k8-cluster00"
+SECRET = f"ceph/ceph.client.{USER}.secret"
+
+
+def shellcheck(path: Path, shell: str | None = None) -> subprocess.CompletedProcess[str]:
+    args = [str(SHELLCHECK), "--severity=style"]
+    if shell:
+        args += ["--shell", shell]
+    return subprocess.run([*args, str(path)], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in SCRIPTS_DIR.glob("*.sh")))
+def test_scripts_in_the_repository_pass_shellcheck(script: str) -> None:
+    result = shellcheck(SCRIPTS_DIR / script)
+    assert result.returncode == 0, result.stdout
+
+
+def test_rendered_scripts_pass_shellcheck(tmp_path: Path) -> None:
+    settings = MountSettings("node-a", EXPORT, "/mnt/k8s-shared", USER, "kernel", True)
+    for name, text, shell in (
+        ("create.sh", settings.create_script(), None),
+        ("delete.sh", settings.delete_script(), None),
+        ("setup.sh", volume_script("volume-setup.sh", "/mnt/k8s-shared"), "sh"),
+        ("teardown.sh", volume_script("volume-teardown.sh", "/mnt/k8s-shared"), "sh"),
+    ):
+        path = tmp_path / name
+        path.write_text(text)
+        result = shellcheck(path, shell)
+        assert result.returncode == 0, f"{name}: {result.stdout}"
+
+
+def test_shellcheck_is_not_vacuous(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/usr/bin/env bash\nrm -rf $1/*\n")
+    assert shellcheck(bad).returncode != 0
+
+
+def settings_for(box: Sandbox, **changes: Any) -> MountSettings:
+    base = MountSettings(
+        node_name="node-a",
+        export_path=EXPORT,
+        mount_path=box.mount_path(),
+        ceph_user=USER,
+        mount_client="kernel",
+        install_packages=False,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def create(
+    box: Sandbox, settings: MountSettings, user: str = "root", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return box.run(remote_command(settings.create_script(), user), stdin=KEY + "\n", env=env)
+
+
+def delete(
+    box: Sandbox, settings: MountSettings, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return box.run(remote_command(settings.delete_script(), "root"), env=env)
+
+
+def fstab_lines_for(box: Sandbox, mount_path: str) -> list[str]:
+    return [
+        line
+        for line in box.etc("fstab").read_text().splitlines()
+        if not line.startswith("#") and len(line.split()) > 1 and line.split()[1] == mount_path
+    ]
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Sandbox:
+    return Sandbox(tmp_path)
+
+
+@requires_sandbox
+def test_create_twice_mounts_once_and_changes_nothing(box: Sandbox) -> None:
+    settings = settings_for(box)
+    first = create(box, settings)
+    assert first.returncode == 0, first.stderr
+    assert f"{settings.mount_path} mounted (kernel client" in first.stdout
+    assert len(first.stdout.splitlines()) == 1, "one summary line"
+    fstab = box.etc("fstab").read_bytes()
+    assert fstab_lines_for(box, settings.mount_path) == [
+        f"{EXPORT} {settings.mount_path} ceph name={USER},secretfile=/etc/{SECRET},"
+        "noatime,_netdev,nofail 0 0"
+    ]
+    key_file = box.etc(SECRET)
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert key_file.read_text().strip() == KEY
+    assert box.mounts() == [f"ceph {EXPORT} {settings.mount_path}"]
+
+    second = create(box, settings)
+    assert second.returncode == 0, second.stderr
+    assert "already mounted" in second.stdout and "fstab unchanged" in second.stdout
+    assert box.etc("fstab").read_bytes() == fstab
+    assert box.mounts() == [f"ceph {EXPORT} {settings.mount_path}"]
+    for run in (first, second):
+        assert KEY not in run.stdout + run.stderr
+
+
+@requires_sandbox
+def test_the_key_goes_nowhere_but_its_file(box: Sandbox) -> None:
+    settings = settings_for(box)
+    command = remote_command(settings.create_script(), "ubuntu")
+    assert KEY not in command
+    result = create(box, settings, user="ubuntu")
+    assert result.returncode == 0, result.stderr
+    assert "sudo -n" in box.calls()
+    holders = [
+        p for p in box.upper.rglob("*") if p.is_file() and KEY in p.read_text(errors="replace")
+    ]
+    assert holders == [box.etc(SECRET)]
+    marker = Path(settings.mount_path) / ".jupyterhub-platform-share"
+    assert KEY not in marker.read_text()
+
+
+@requires_sandbox
+def test_mount_failure_leaves_fstab_as_it_was(box: Sandbox) -> None:
+    settings = settings_for(box)
+    before = box.etc("fstab").read_bytes()
+    result = create(box, settings, env={"FAKE_MOUNT_FAIL": "connection timed out"})
+    assert result.returncode != 0
+    assert "error: mounting /volumes/_nogroup/9f1c/6e33" in result.stderr
+    assert "connection timed out" in result.stderr
+    assert box.etc("fstab").read_bytes() == before
+    assert box.mounts() == []
+
+
+@requires_sandbox
+def test_wrong_key_fails_and_leaves_no_fstab_line(box: Sandbox) -> None:
+    settings = settings_for(box)
+    before = box.etc("fstab").read_bytes()
+    result = box.run(
+        remote_command(settings.create_script(), "root"),
+        stdin="AQBzb21lLW90aGVyLWtleS10aGF0LWlzLXdyb25nAA==\n",
+    )
+    assert result.returncode != 0
+    assert "Permission denied" in result.stderr
+    assert box.etc("fstab").read_bytes() == before
+
+
+@requires_sandbox
+def test_no_key_on_stdin_is_refused(box: Sandbox) -> None:
+    result = box.run(remote_command(settings_for(box).create_script(), "root"), stdin="")
+    assert result.returncode != 0
+    assert "stdin does not hold a cephx key" in result.stderr
+    assert box.mounts() == []
+
+
+@requires_sandbox
+def test_k3s_dropin_guards_the_kubelet(box: Sandbox) -> None:
+    box.write_etc(
+        "systemd/system/k3s-agent.service", "[Service]\nExecStart=/usr/local/bin/k3s agent\n"
+    )
+    settings = settings_for(box)
+    result = create(box, settings)
+    assert result.returncode == 0, result.stderr
+    dropin = box.etc("systemd/system/k3s-agent.service.d/50-jupyterhub-platform-share.conf")
+    assert f"RequiresMountsFor={settings.mount_path}" in dropin.read_text().splitlines()
+    assert dropin.read_text().startswith("[Unit]\n")
+    assert "systemctl daemon-reload" in box.calls()
+    assert "kubelet guard: k3s-agent" in result.stdout
+    assert not box.etc("systemd/system/k3s.service.d").exists()
+    reloads = box.calls().count("systemctl daemon-reload")
+    assert create(box, settings).returncode == 0
+    assert box.calls().count("systemctl daemon-reload") == reloads, "nothing changed: no reload"
+
+
+@requires_sandbox
+def test_without_k3s_unit_it_warns(box: Sandbox) -> None:
+    result = create(box, settings_for(box))
+    assert result.returncode == 0
+    assert "no k3s or k3s-agent unit found" in result.stderr
+
+
+@requires_sandbox
+def test_delete_unmounts_and_leaves_the_data(box: Sandbox) -> None:
+    box.write_etc("systemd/system/k3s.service", "[Service]\n")
+    settings = settings_for(box)
+    assert create(box, settings).returncode == 0
+    home = Path(settings.mount_path) / "pvc-1234_jhub_claim-alice"
+    home.mkdir()
+    (home / "thesis.ipynb").write_text("{}")
+    result = delete(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert "unmounted" in result.stdout
+    assert box.mounts() == []
+    assert fstab_lines_for(box, settings.mount_path) == []
+    assert not box.etc(SECRET).exists()
+    assert not box.etc("systemd/system/k3s.service.d/50-jupyterhub-platform-share.conf").exists()
+    assert (home / "thesis.ipynb").read_text() == "{}"
+    assert (Path(settings.mount_path) / ".jupyterhub-platform-share").exists()
+    again = delete(box, settings)
+    assert again.returncode == 0 and "not mounted" in again.stdout
+
+
+@requires_sandbox
+def test_busy_mount_is_not_lazily_unmounted(box: Sandbox) -> None:
+    settings = settings_for(box)
+    assert create(box, settings).returncode == 0
+    holder = subprocess.Popen(["sleep", "30"], cwd=settings.mount_path)
+    try:
+        result = delete(box, settings, env={"FAKE_UMOUNT_BUSY": "1"})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.returncode != 0
+    assert "target is busy" in result.stderr
+    assert f"{holder.pid} (sleep)" in result.stderr
+    assert not any("-l" in call for call in box.calls() if call.startswith("umount"))
+    assert box.mounts(), "still mounted"
+    assert fstab_lines_for(box, settings.mount_path), "fstab line kept while mounted"
+
+
+@requires_sandbox
+def test_replacing_a_mount_deletes_the_old_one_first(box: Sandbox) -> None:
+    """The engine's order under delete_before_replace keeps the new mount and its key."""
+    old = settings_for(box, export_path=EXPORT, mount_path=box.mount_path("old"))
+    new = settings_for(box, export_path=OTHER_EXPORT, mount_path=box.mount_path("new"))
+    assert create(box, old).returncode == 0
+    assert delete(box, old).returncode == 0
+    assert create(box, new).returncode == 0
+    assert box.mounts() == [f"ceph {OTHER_EXPORT} {new.mount_path}"]
+    assert box.etc(SECRET).read_text().strip() == KEY
+    assert len(fstab_lines_for(box, new.mount_path)) == 1
+    assert fstab_lines_for(box, old.mount_path) == []
+
+
+@requires_sandbox
+def test_create_before_delete_would_lose_the_key(box: Sandbox) -> None:
+    """Why delete_before_replace: the default order removes the new mount's key."""
+    old = settings_for(box, mount_path=box.mount_path("old"))
+    new = settings_for(box, export_path=OTHER_EXPORT, mount_path=box.mount_path("new"))
+    assert create(box, old).returncode == 0
+    assert create(box, new).returncode == 0
+    assert delete(box, old).returncode == 0
+    assert not box.etc(SECRET).exists()
+
+
+@requires_sandbox
+def test_something_else_mounted_there_is_not_touched(box: Sandbox) -> None:
+    settings = settings_for(box)
+    Path(settings.mount_path).mkdir(parents=True)
+    box.mounts_file.write_text(f"nfs 10.0.0.9:/export {settings.mount_path}\n")
+    before = box.etc("fstab").read_bytes()
+    result = create(box, settings)
+    assert result.returncode != 0
+    assert "already has nfs 10.0.0.9:/export mounted" in result.stderr
+    assert box.etc("fstab").read_bytes() == before
+
+
+@requires_sandbox
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"export_path": "mon:6789:/volumes/$(touch /tmp/pwned)"},
+        {"mount_path": "/mnt/x; touch /tmp/pwned"},
+        {"ceph_user": "user`touch /tmp/pwned`"},
+        {"export_path": "mon:6789:/volumes/a\n/tmp/pwned"},
+    ],
+)
+def test_hostile_values_are_inert(box: Sandbox, tmp_path: Path, changes: dict[str, Any]) -> None:
+    """Quoted into the script, a hostile value is data: refused, never executed."""
+    pwned = Path("/tmp/pwned")
+    pwned.unlink(missing_ok=True)
+    settings = settings_for(box)
+    hostile = dataclasses.replace(settings, **changes)
+    if "export_path" in changes:
+        # The program refuses it (the export comes from Manila, not from config) ...
+        with pytest.raises(ValueError, match="export location"):
+            hostile.create_script()
+        # ... and the script's own check is the second line of defence.
+        script = render(
+            "mount-cephfs.sh",
+            {
+                "NODE_NAME": "node-a",
+                "EXPORT_PATH": changes["export_path"],
+                "MOUNT_PATH": settings.mount_path,
+                "CEPH_USER": USER,
+                "MOUNT_CLIENT": "kernel",
+                "INSTALL_PACKAGES": "no",
+            },
+        )
+    else:
+        script = hostile.create_script()
+    result = box.run(remote_command(script, "root"), stdin=KEY + "\n")
+    assert result.returncode != 0
+    assert not pwned.exists()
+    assert box.mounts() == []
+
+
+def run_volume_script(name: str, shared: Path, vol_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["sh", "-c", volume_script(name, str(shared))],
+        env={"VOL_DIR": str(vol_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_provisioner_refuses_a_volume_without_the_marker(tmp_path: Path) -> None:
+    shared = tmp_path / "k8s-shared"
+    shared.mkdir()
+    vol = shared / "pvc-1_jhub_claim-alice"
+    result = run_volume_script("volume-setup.sh", shared, vol)
+    assert result.returncode != 0
+    assert "the CephFS share is not mounted" in result.stderr
+    assert not vol.exists()
+
+    (shared / ".jupyterhub-platform-share").write_text("/volumes/_nogroup/a/b\n")
+    result = run_volume_script("volume-setup.sh", shared, vol)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(vol.stat().st_mode) == 0o777
+
+
+@pytest.mark.parametrize("vol", ["elsewhere/pvc-1", "k8s-shared/a/b", "k8s-shared/.hidden"])
+def test_provisioner_scripts_stay_directly_under_the_share(tmp_path: Path, vol: str) -> None:
+    shared = tmp_path / "k8s-shared"
+    shared.mkdir()
+    (shared / ".jupyterhub-platform-share").write_text("x\n")
+    for name in ("volume-setup.sh", "volume-teardown.sh"):
+        result = run_volume_script(name, shared, tmp_path / vol)
+        assert result.returncode != 0, name
+        assert "refusing" in result.stderr
+
+
+def test_teardown_needs_the_marker_too(tmp_path: Path) -> None:
+    shared = tmp_path / "k8s-shared"
+    vol = shared / "pvc-1_jhub_claim-alice"
+    vol.mkdir(parents=True)
+    (vol / "work.txt").write_text("data")
+    result = run_volume_script("volume-teardown.sh", shared, vol)
+    assert result.returncode != 0
+    assert (vol / "work.txt").exists()
+    (shared / ".jupyterhub-platform-share").write_text("x\n")
+    assert run_volume_script("volume-teardown.sh", shared, vol).returncode == 0
+    assert not vol.exists()
