@@ -23,7 +23,7 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed-run
 	touch $@
 
 test-deps:
-	bash tools/install-test-deps.sh e2e haproxy login
+	bash tools/install-test-deps.sh e2e
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -35,7 +35,7 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
-test: $(VENV)/.installed-dev lint typecheck unit
+test: $(VENV)/.installed-dev test-deps lint typecheck unit
 
 plan: $(VENV)/.installed-run
 	$(BIN)/python -m tools.plan $(STACK)
