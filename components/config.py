@@ -141,6 +141,13 @@ class TokenMethod(str, Enum):
     url = "url"
 
 
+class MountClient(str, Enum):
+    """How nodes mount CephFS: the kernel client, or ceph-fuse (quotas on old kernels)."""
+
+    kernel = "kernel"
+    fuse = "fuse"
+
+
 class ReclaimPolicy(str, Enum):
     retain = "Retain"
     delete = "Delete"
@@ -328,6 +335,11 @@ class NodesSettings(_Model):
     ssh_user: UnixUser = Field(description="SSH user; not root means scripts run via sudo -n")
     ssh_port: TcpPort = Field(default=22)
     bastion: Bastion | None = None
+    mount_client: MountClient = Field(
+        default=MountClient.kernel,
+        description="kernel (mount -t ceph) or fuse (ceph-fuse, which enforces quotas "
+        "where kernels are older than 4.17)",
+    )
     install_packages: bool = Field(
         default=True, description="install the Ceph client with apt or dnf when missing"
     )

@@ -17,7 +17,6 @@ import pulumi_command as command
 from components.config import NodeHost, NodesSettings
 from components.node_scripts import MountSettings, remote_command
 
-MOUNT_CLIENT = "kernel"
 # Give up on an unreachable node after about a minute, rather than the provider's default
 # of ten 15-second attempts.
 DIAL_ERROR_LIMIT = 4
@@ -81,7 +80,7 @@ class NodeMounts(pulumi.ComponentResource):
                 export_path=export_path,
                 mount_path=nodes.mount_path,
                 ceph_user=ceph_user,
-                mount_client=MOUNT_CLIENT,
+                mount_client=nodes.mount_client.value,
                 install_packages=nodes.install_packages,
             )
 
@@ -103,7 +102,12 @@ class NodeMounts(pulumi.ComponentResource):
             create=mount.apply(lambda m: remote_command(m.create_script(), nodes.ssh_user)),
             delete=mount.apply(lambda m: remote_command(m.delete_script(), nodes.ssh_user)),
             stdin=args.access_key,
-            triggers=[args.export_path, args.ceph_user, nodes.mount_path, MOUNT_CLIENT],
+            triggers=[
+                args.export_path,
+                args.ceph_user,
+                nodes.mount_path,
+                nodes.mount_client.value,
+            ],
             # Only the scripts' own output is logged; they never print the key, and stdin
             # is not a logged stream.
             logging=command.remote.Logging.STDOUT_AND_STDERR,

@@ -246,6 +246,14 @@ def test_provisioner_config_uses_the_shared_path(espsrc: ProgramRun) -> None:
     assert "busybox:1.37.0" in config_map.inputs["data"]["helperPod.yaml"]
 
 
+def test_mount_client_from_config_replaces_the_mounts() -> None:
+    kernel = run().ok().named("mounts-k8s-master-0")
+    fuse = run(site(**{"nodes.mountClient": "fuse"})).ok().named("mounts-k8s-master-0")
+    assert "MOUNT_CLIENT=kernel" in kernel.inputs["create"]
+    assert "MOUNT_CLIENT=fuse" in fuse.inputs["create"]
+    assert "kernel" in kernel.inputs["triggers"] and "fuse" in fuse.inputs["triggers"]
+
+
 def test_reclaim_policy_from_config() -> None:
     result = run(site(**{"storage.reclaimPolicy": "Delete"})).ok()
     assert result.one(STORAGE_CLASS).inputs["reclaimPolicy"] == "Delete"
