@@ -21,7 +21,16 @@ def is_kubernetes_object(res: Registered) -> bool:
 
 def manifest(res: Registered) -> dict[str, Any]:
     """The object as `kubectl apply` would take it; secrets shown as [secret]."""
-    body = redact(res.inputs)
+    body = _sorted(redact(res.inputs))
     ordered = {k: body[k] for k in ("apiVersion", "kind", "metadata") if k in body}
     ordered.update({k: v for k, v in body.items() if k not in ordered})
     return ordered
+
+
+def _sorted(value: Any) -> Any:
+    """Keys in a stable order: the engine hands inputs over in no particular one."""
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value

@@ -1,0 +1,211 @@
+"""The offline plan: `python -m tools.plan`, run as an operator would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.sites import ROOT, chart_defaults, chart_schema, deep_merge, espsrc, run
+from tests.test_node_scripts import shellcheck
+
+S1 = "planted-oauth-S1-3e9d1f"
+S2 = "-----BEGIN OPENSSH PRIVATE KEY-----\nplanted-ssh-S2-b77c04\n-----END OPENSSH PRIVATE KEY-----"
+
+
+def plan(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.plan", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def stack_file(
+    tmp_path: Path, settings: dict[str, Any], extra: dict[str, Any] | None = None
+) -> Path:
+    config = {f"jupyterhub-platform:{k}": v for k, v in settings.items()}
+    config.update(extra or {})
+    path = tmp_path / "Pulumi.test.yaml"
+    path.write_text(yaml.safe_dump({"config": config}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def espsrc_plan(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    out = tmp_path_factory.mktemp("plan") / "espsrc"
+    result = plan(
+        "espsrc",
+        "--out",
+        str(out),
+        "--secret",
+        f"oauthClientSecret={S1}",
+        "--secret",
+        f"jupyterhub-platform:sshPrivateKey={S2}",
+    )
+    return result, out
+
+
+def test_plan_succeeds_and_prints_the_tree(
+    espsrc_plan: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result, out = espsrc_plan
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    text = result.stdout
+    assert "pulumi:pulumi:Stack" in text and "jupyterhub-platform-espsrc" in text
+    assert "share-share  [protect, retainOnDelete]" in text
+    assert "3 command:remote:Command" in text
+    assert 'hub_url: "https://notebook.espsrc.iaa.csic.es/"' in text
+    assert "share_export_path" in text and "(fake: known only after" in text
+    assert f"Rendered files in {out}/" in text
+
+
+def test_plan_lists_every_resource_with_its_dependencies(
+    espsrc_plan: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, out = espsrc_plan
+    document = json.loads((out / "plan.json").read_text())
+    schema = json.loads((ROOT / "tools" / "plan.schema.json").read_text())
+    jsonschema.validate(document, schema)
+    program = run(espsrc(), {"oauthClientSecret": S1, "sshPrivateKey": S2}).ok()
+    names = {r.urn: r.name for r in program.resources}
+    expected = {
+        r.name: sorted(names[u] for u in program.direct_dependencies(r) if u in names)
+        for r in program.resources
+    }
+    assert {r["name"]: r["dependsOn"] for r in document["resources"]} == expected
+    release = next(r for r in document["resources"] if r["type"] == "kubernetes:helm.sh/v3:Release")
+    assert "storage-class" in release["dependsOn"] and "hub-namespace" in release["dependsOn"]
+    share = next(r for r in document["resources"] if r["name"] == "share-share")
+    assert share["protect"] and share["retainOnDelete"] and share["import"] is None
+    assert share["parent"] == "share"
+    assert "exportLocations" in share["fakeOutputs"]
+    assert "share_export_path" in document["fakeOutputs"]
+    assert document["placeholders"] == []
+
+
+def test_plan_schema_is_not_vacuous() -> None:
+    schema = json.loads((ROOT / "tools" / "plan.schema.json").read_text())
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"stack": "x", "resources": [{"name": "y"}]}, schema)
+
+
+def test_no_secret_leaves_the_plan(
+    espsrc_plan: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result, out = espsrc_plan
+    haystacks = {"stdout": result.stdout, "stderr": result.stderr}
+    haystacks.update({str(p): p.read_text() for p in out.rglob("*") if p.is_file()})
+    for needle in (S1, "planted-ssh-S2-b77c04"):
+        for where, text in haystacks.items():
+            assert needle not in text, f"{needle} in {where}"
+    document = json.loads((out / "plan.json").read_text())
+    by_name = {r["name"]: r for r in document["resources"]}
+    assert by_name["hub-release"]["inputs"]["values"] == "[secret]"
+    command = by_name["mounts-k8s-master-0"]["inputs"]
+    assert command["connection"] == "[secret]" and command["stdin"] == "[secret]"
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    assert values["hub"]["config"]["GenericOAuthenticator"]["client_secret"] == "[secret]"
+    assert values["proxy"]["secretToken"] == "[secret]"
+
+
+def test_rendered_files_pass_the_fields_own_checks(
+    espsrc_plan: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, out = espsrc_plan
+    manifests = sorted((out / "manifests").glob("*.yaml"))
+    assert len(manifests) >= 10
+    for path in manifests:
+        kubernetes_validate.validate(yaml.safe_load(path.read_text()), "1.30", strict=True)
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    merged = deep_merge(chart_defaults(), values)
+    errors = list(jsonschema.Draft7Validator(chart_schema()).iter_errors(merged))
+    assert errors == []
+    scripts = sorted((out / "scripts").glob("*.sh"))
+    assert len(scripts) == 6
+    for path in scripts:
+        check = shellcheck(path)
+        assert check.returncode == 0, f"{path.name}: {check.stdout}"
+
+
+def test_encrypted_and_missing_secrets_become_placeholders(tmp_path: Path) -> None:
+    path = stack_file(
+        tmp_path,
+        espsrc(),
+        {"jupyterhub-platform:oauthClientSecret": {"secure": "v1:AAAABBBBccccdddd"}},
+    )
+    result = plan("test", "--stack-file", str(path), "--out", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["placeholders"] == [
+        {
+            "key": "oauthClientSecret",
+            "reason": "secure: value in the stack file; only the Pulumi CLI can decrypt it",
+        },
+        {"key": "sshPrivateKey", "reason": "not set in the stack"},
+    ]
+    assert "v1:AAAABBBBccccdddd" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ({"hub.nodePort": 80}, "error: hub.nodePort: 80 is not in 30000-32767\n"),
+        ("not: [valid", "is not valid YAML at line"),
+        ("missing", "cannot be read"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path: Path, setup: Any, message: str) -> None:
+    if isinstance(setup, dict):
+        settings = espsrc()
+        settings["hub"]["nodePort"] = setup["hub.nodePort"]
+        path = stack_file(tmp_path, settings)
+    else:
+        path = tmp_path / "Pulumi.test.yaml"
+        if setup != "missing":
+            path.write_text(setup)
+    result = plan("test", "--stack-file", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert plan().returncode == 2
+    bad = plan("espsrc", "--secret", "novalue", "--out", str(tmp_path / "o"))
+    assert bad.returncode == 2
+    assert bad.stderr == "error: --secret 'novalue': expected KEY=VALUE\n"
+
+
+def test_out_refuses_a_directory_that_is_not_a_plan(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("keep me")
+    result = plan("espsrc", "--out", str(tmp_path))
+    assert result.returncode == 2
+    assert "is not a plan directory" in result.stderr
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_two_plans_of_the_same_config_are_identical(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert plan("espsrc", "--out", str(first)).returncode == 0
+    assert plan("espsrc", "--out", str(second)).returncode == 0
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for relative in files:
+        assert (first / relative).read_bytes() == (second / relative).read_bytes(), relative

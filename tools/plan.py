@@ -1,0 +1,410 @@
+"""The offline plan: a site's full desired state, with no credentials and no Pulumi CLI.
+
+    python -m tools.plan SITE [--stack-file PATH] [--secret KEY=VALUE ...] [--out DIR] [--json]
+
+Runs `__main__.py` in-process under the Pulumi SDK's mocks with the stack's config, records
+every resource the program registers, prints a tree like `pulumi preview`, and writes
+`plan.json` plus the rendered files (Helm values, node scripts, Kubernetes manifests) to
+`--out` (default `build/plan/SITE/`). Secrets never appear: every secret value is written
+as `[secret]`, and any value a secret holds is scrubbed from all text as a last guard.
+
+Exit codes: 0 planned; 1 mandatory policy violations; 2 invalid input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tools.mockrun import PROJECT_DIR, ProgramRun, Registered, Secret, redact, reveal
+from tools.stackfile import StackFile, StackFileError, load_stack_file
+
+SECRET_MARK = "[secret]"  # noqa: S105 (the mark that replaces secrets, not one)
+PLACEHOLDER = "offline-plan-placeholder"
+EXIT_OK, EXIT_VIOLATIONS, EXIT_INVALID = 0, 1, 2
+
+
+class PlanError(Exception):
+    """Invalid input to the plan; the message is the one line shown."""
+
+
+@dataclass
+class Placeholder:
+    key: str
+    reason: str
+
+
+@dataclass
+class Plan:
+    stack: str
+    project: str
+    run: ProgramRun
+    placeholders: list[Placeholder]
+    secret_values: set[str]
+    violations: list[dict[str, str]] = field(default_factory=list)
+
+    # -- views --------------------------------------------------------------------
+    def names(self) -> dict[str, str]:
+        return {r.urn: r.name for r in self.run.resources}
+
+    def fake_outputs(self) -> list[str]:
+        """Stack outputs whose value comes from a faked cloud output."""
+        fakes: set[str] = set()
+        for res in self.run.resources:
+            echoed = set(_leaves(reveal(res.inputs)))
+            for key in res.fake_outputs:
+                fakes.update(
+                    v
+                    for v in _leaves(reveal(res.outputs.get(key)))
+                    if v not in echoed and len(v) >= 8  # not a flag, count or short word
+                )
+        return [
+            name
+            for name, value in self.run.outputs.items()
+            if any(fake in leaf for leaf in _leaves(reveal(value)) for fake in fakes)
+        ]
+
+    def resource_entry(self, res: Registered) -> dict[str, Any]:
+        names = self.names()
+        return {
+            "type": res.type,
+            "name": res.name,
+            "parent": names.get(res.parent or ""),
+            "custom": res.custom,
+            "dependsOn": sorted(names[u] for u in self.run.direct_dependencies(res) if u in names),
+            "inputs": redact(res.inputs, SECRET_MARK),
+            "protect": res.protect,
+            "retainOnDelete": res.retain_on_delete,
+            "deleteBeforeReplace": res.delete_before_replace,
+            "import": res.import_id,
+            "fakeOutputs": list(res.fake_outputs),
+        }
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "project": self.project,
+            # Sorted, so two plans of the same config are identical and diff cleanly.
+            "resources": [
+                self.resource_entry(r) for r in sorted(self.run.resources, key=lambda r: r.name)
+            ],
+            "outputs": redact(self.run.outputs, SECRET_MARK),
+            "fakeOutputs": self.fake_outputs(),
+            "placeholders": [{"key": p.key, "reason": p.reason} for p in self.placeholders],
+            "violations": self.violations,
+        }
+
+    def scrub_data(self, value: Any) -> Any:
+        """Structured data with every string holding a secret value replaced whole."""
+        if isinstance(value, dict):
+            return {k: self.scrub_data(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.scrub_data(v) for v in value]
+        if isinstance(value, str) and any(secret in value for secret in self.secret_values):
+            return SECRET_MARK
+        return value
+
+    def scrub(self, text: str) -> str:
+        """Replace any secret value that found its way into text (defence in depth)."""
+        for value in sorted(self.secret_values, key=len, reverse=True):
+            text = text.replace(value, SECRET_MARK)
+        return text
+
+
+def _leaves(value: Any) -> Iterable[str]:
+    """Every scalar in a value, as text."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v)
+    elif value is not None and not isinstance(value, bool):
+        yield str(value)
+
+
+def _secret_strings(value: Any) -> Iterable[str]:
+    """Secret text values (and their lines), wherever a Secret wraps a plain string.
+
+    A secret container (the release's values, an SSH connection) holds plain settings
+    too; its own secret parts are config secrets or outputs, which are collected as such.
+    """
+    if isinstance(value, Secret):
+        inner = value.value
+        if isinstance(inner, str) and len(inner) >= 6:
+            yield inner
+            yield from (line for line in inner.splitlines() if len(line) >= 6)
+        else:
+            yield from _secret_strings(inner)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _secret_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _secret_strings(v)
+
+
+# -- input -------------------------------------------------------------------------
+def project_name(project_dir: Path) -> str:
+    path = project_dir / "Pulumi.yaml"
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise PlanError(f"{path}: cannot be read as a Pulumi project ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str):
+        raise PlanError(f"{path}: has no project name")
+    return str(doc["name"])
+
+
+def parse_secret_args(values: Sequence[str], project: str) -> dict[str, str]:
+    secrets = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PlanError(f"--secret {item.split('=')[0]!r}: expected KEY=VALUE")
+        full = key if ":" in key else f"{project}:{key}"
+        secrets[full] = value
+    return secrets
+
+
+def secret_keys_needed(config: dict[str, str], project: str) -> list[str]:
+    """The secret config keys the program requires for this config."""
+    from components.config import required_secret_keys
+
+    raw = {
+        k.split(":", 1)[1]: _maybe_json(v) for k, v in config.items() if k.startswith(f"{project}:")
+    }
+    return [f"{project}:{k}" for k in required_secret_keys(raw)]
+
+
+def _maybe_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _config_with_secrets(
+    stack_config: StackFile, secrets: dict[str, str], project: str
+) -> tuple[dict[str, str], set[str], list[Placeholder]]:
+    """The stack's config with the given secrets, and placeholders for those it lacks."""
+    config = {**stack_config.config, **secrets}
+    secret_keys = set(stack_config.secret_keys) | set(secrets)
+    placeholders = []
+    for key in secret_keys_needed(config, project):
+        if key in secrets or (key in config and key not in stack_config.encrypted):
+            continue
+        if key in stack_config.encrypted:
+            reason = "secure: value in the stack file; only the Pulumi CLI can decrypt it"
+        else:
+            reason = "not set in the stack"
+        placeholders.append(Placeholder(key.split(":", 1)[1], reason))
+    # Every secure: value, needed or not, gets a stand-in: it cannot be decrypted here.
+    for key in [*stack_config.encrypted, *(f"{project}:{p.key}" for p in placeholders)]:
+        if key not in secrets:
+            config[key] = f"{PLACEHOLDER}-{key.split(':', 1)[1]}"
+            secret_keys.add(key)
+    return config, secret_keys, placeholders
+
+
+def build_plan(
+    stack: str,
+    stack_file: Path,
+    secrets: dict[str, str],
+    project_dir: Path = PROJECT_DIR,
+) -> Plan:
+    from components.config import ConfigError
+    from tools.mockrun import run_program
+
+    project = project_name(project_dir)
+    try:
+        stack_config = load_stack_file(stack_file, project)
+    except StackFileError as err:
+        raise PlanError(str(err)) from None
+
+    config, secret_keys, placeholders = _config_with_secrets(stack_config, secrets, project)
+    run = run_program(config, sorted(secret_keys), stack=stack, project=project)
+    if isinstance(run.error, ConfigError):
+        raise PlanError(str(run.error))
+    if run.error is not None:
+        raise PlanError(f"the program failed: {type(run.error).__name__}: {run.error}")
+
+    secret_values: set[str] = set()
+    for key in secret_keys:
+        secret_values.update(_secret_strings(Secret(config.get(key, ""))))
+    for res in run.resources:
+        secret_values.update(_secret_strings(res.inputs))
+        secret_values.update(_secret_strings(res.outputs))
+    secret_values.update(_secret_strings(run.outputs))
+    return Plan(stack, project, run, placeholders, secret_values)
+
+
+# -- output ------------------------------------------------------------------------
+def _yaml(data: Any, sort_keys: bool = False) -> str:
+    return yaml.safe_dump(data, sort_keys=sort_keys, default_flow_style=False, width=100)
+
+
+def rendered_files(plan: Plan) -> dict[str, str]:
+    """Relative path -> text, for everything the program renders."""
+    from tools.manifests import is_kubernetes_object, manifest
+
+    files: dict[str, str] = {}
+    for res in plan.run.resources:
+        if res.type == "kubernetes:helm.sh/v3:Release":
+            # Inner secrets lose their own mark inside the all-secret values, so they are
+            # found by value.
+            values = plan.scrub_data(redact(reveal_partially(res.inputs.get("values"))))
+            files["values.yaml"] = _yaml(values, sort_keys=True)
+        elif res.type == "command:remote:Command":
+            for step in ("create", "delete"):
+                command = res.inputs.get(step)
+                if isinstance(command, str):
+                    files[f"scripts/{res.name}-{step}.sh"] = shlex.split(command)[-1]
+        elif is_kubernetes_object(res):
+            kind = str(res.inputs.get("kind", res.type.rsplit(":", 1)[-1])).lower()
+            files[f"manifests/{kind}-{res.name}.yaml"] = _yaml(plan.scrub_data(manifest(res)))
+    return files
+
+
+def reveal_partially(values: Any) -> Any:
+    """The Helm values with the outer secret wrapper off, inner secrets kept marked.
+
+    The release marks all of its values secret so that state and diffs hide the client
+    secret and the proxy token; for review, only the parts that are secret are hidden.
+    """
+    if isinstance(values, Secret):
+        return values.value
+    return values
+
+
+def write(plan: Plan, out: Path) -> dict[str, str]:
+    if out.exists() and any(out.iterdir()) and not (out / "plan.json").exists():
+        raise PlanError(f"--out {out}: exists and is not a plan directory; choose another")
+    if out.exists():
+        shutil.rmtree(out)
+    document = plan.scrub_data(plan.document())
+    files = {"plan.json": json.dumps(document, indent=2, sort_keys=True) + "\n", **rendered_files(plan)}
+    for relative, text in files.items():
+        path = out / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(plan.scrub(text))
+    return files
+
+
+def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
+    run = plan.run
+    children: dict[str | None, list[Registered]] = {}
+    urns = {r.urn for r in run.resources}
+    for res in run.resources:
+        parent = res.parent if res.parent in urns else None
+        children.setdefault(parent, []).append(res)
+
+    width = max((len(r.type) for r in run.resources), default=20) + 8
+    lines = [
+        f"Offline plan of stack {plan.stack} (project {plan.project}): "
+        "nothing was contacted, no credentials used",
+        "",
+        f"     {'Type':<{width}} Name",
+        f" +   {'pulumi:pulumi:Stack':<{width}} {plan.project}-{plan.stack}",
+    ]
+
+    def walk(parent: str | None, prefix: str) -> None:
+        kids = sorted(children.get(parent, []), key=lambda r: r.name)
+        for i, res in enumerate(kids):
+            last = i == len(kids) - 1
+            branch = "└─ " if last else "├─ "
+            op = "=" if res.import_id else "+"
+            notes = []
+            if res.import_id:
+                notes.append(f"import {res.import_id}")
+            if res.protect:
+                notes.append("protect")
+            if res.retain_on_delete:
+                notes.append("retainOnDelete")
+            if res.delete_before_replace:
+                notes.append("deleteBeforeReplace")
+            label = f"{prefix}{branch}{res.type}"
+            suffix = f"  [{', '.join(notes)}]" if notes else ""
+            lines.append(f" {op}   {label:<{width}} {res.name}{suffix}")
+            walk(res.urn, prefix + ("   " if last else "│  "))
+
+    walk(None, "")
+    counts: dict[str, int] = {}
+    for res in run.resources:
+        if res.custom:
+            counts[res.type] = counts.get(res.type, 0) + 1
+    imports = sum(1 for r in run.resources if r.import_id)
+    lines += ["", "Resources:", f"    + {sum(counts.values()) - imports} to create"]
+    if imports:
+        lines.append(f"    = {imports} to import")
+    for typ, n in sorted(counts.items()):
+        lines.append(f"      {n:>4} {typ}")
+
+    fake = set(plan.fake_outputs())
+    lines += ["", "Outputs:"]
+    for name, value in redact(run.outputs, SECRET_MARK).items():
+        note = "  (fake: known only after the resource is created)" if name in fake else ""
+        lines.append(f"    {name}: {json.dumps(value)}{note}")
+
+    if plan.placeholders:
+        lines += ["", "Placeholders (secrets the plan could not read; values stand in):"]
+        lines += [f"    {p.key}: {p.reason}" for p in plan.placeholders]
+
+    lines += ["", f"Rendered files in {out}/:"]
+    groups: dict[str, int] = {}
+    for relative in files:
+        top = relative.split("/", 1)[0] + ("/" if "/" in relative else "")
+        groups[top] = groups.get(top, 0) + 1
+    lines += [
+        f"    {name} ({n} file{'s' if n > 1 else ''})" if name.endswith("/") else f"    {name}"
+        for name, n in groups.items()
+    ]
+    return plan.scrub("\n".join(lines))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.plan",
+        description="Plan a site offline: the full desired state, no credentials needed.",
+    )
+    parser.add_argument("site", help="stack name: reads Pulumi.SITE.yaml")
+    parser.add_argument("--stack-file", type=Path, help="stack file instead of Pulumi.SITE.yaml")
+    parser.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a secret config value (KEY with or without the project prefix)",
+    )
+    parser.add_argument("--out", type=Path, help="output directory (default build/plan/SITE)")
+    parser.add_argument("--json", action="store_true", help="print plan.json instead of a tree")
+    args = parser.parse_args(argv)
+
+    stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.site}.yaml"
+    out = args.out or PROJECT_DIR / "build" / "plan" / args.site
+    try:
+        project = project_name(PROJECT_DIR)
+        secrets = parse_secret_args(args.secret, project)
+        plan = build_plan(args.site, stack_file, secrets)
+        files = write(plan, out)
+    except PlanError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        print(plan.scrub(json.dumps(plan.scrub_data(plan.document()), indent=2, sort_keys=True)))
+    else:
+        print(tree(plan, out, files))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
