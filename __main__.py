@@ -3,6 +3,7 @@
 import pulumi
 
 from components.config import load_site_config
+from components.haproxy import haproxy_config
 from components.jupyterhub import JupyterHub, JupyterHubArgs
 from components.node_mounts import NodeMounts, NodeMountsArgs
 from components.share import CephFSShare, CephFSShareArgs
@@ -34,6 +35,7 @@ hub = JupyterHub(
         hub_url=site.hub_url,
         storage_class=storage.class_name,
         oauth_client_secret=secrets.oauth_client_secret,
+        vault=site.secrets.vault,
         release_depends_on=[storage],
     ),
 )
@@ -44,3 +46,4 @@ pulumi.export("namespace", hub.namespace)
 pulumi.export("release_status", hub.release_status)
 pulumi.export("share_export_path", share.export_path)
 pulumi.export("storage_class", storage.class_name)
+pulumi.export("haproxy_config", haproxy_config(site))

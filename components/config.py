@@ -84,6 +84,33 @@ ClientId = Annotated[str, AfterValidator(v.client_id)]
 HostKey = Annotated[str, AfterValidator(v.ssh_host_key)]
 
 
+def _vault_key(value: str) -> str:
+    if (
+        re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,254}", value) is None
+        or ".." in value.split("/")
+        or "//" in value
+    ):
+        raise ValueError("is not a secret path such as jupyterhub/espsrc/oauth")
+    return value
+
+
+def _api_version(value: str) -> str:
+    if re.fullmatch(r"external-secrets\.io/v1(beta1|alpha1)?", value) is None:
+        raise ValueError("is not an External Secrets API version such as external-secrets.io/v1")
+    return value
+
+
+def _duration(value: str) -> str:
+    if re.fullmatch(r"([0-9]+(h|m|s))+", value) is None:
+        raise ValueError("is not a duration such as 1h or 15m")
+    return value
+
+
+VaultKey = Annotated[str, AfterValidator(_vault_key)]
+ApiVersion = Annotated[str, AfterValidator(_api_version)]
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
 def _in_range(low: int, high: int) -> AfterValidator:
     def check(value: int) -> int:
         if not low <= value <= high:
@@ -146,6 +173,18 @@ class MountClient(str, Enum):
 
     kernel = "kernel"
     fuse = "fuse"
+
+
+class SecretSource(str, Enum):
+    """Where the OAuth client secret comes from."""
+
+    pulumi = "pulumi"
+    vault = "vault"
+
+
+class StoreKind(str, Enum):
+    secret_store = "SecretStore"
+    cluster_secret_store = "ClusterSecretStore"
 
 
 class ReclaimPolicy(str, Enum):
@@ -384,6 +423,39 @@ class StorageSettings(_Model):
         return value
 
 
+class VaultSettings(_Model):
+    store_name: DnsName = Field(description="the External Secrets store that reads Vault")
+    store_kind: StoreKind = Field(
+        default=StoreKind.cluster_secret_store, description="SecretStore or ClusterSecretStore"
+    )
+    remote_key: VaultKey = Field(description="the secret's path in Vault")
+    property: ClaimName = Field(
+        default="client_secret", description="the field of that secret holding the value"
+    )
+    api_version: ApiVersion = Field(
+        default="external-secrets.io/v1", description="External Secrets API version"
+    )
+    refresh_interval: Duration = Field(default="1h", description="how often to re-read Vault")
+
+
+class SecretsSettings(_Model):
+    source: SecretSource = Field(
+        default=SecretSource.pulumi,
+        description="pulumi (oauthClientSecret config secret) or vault (External Secrets)",
+    )
+    vault: VaultSettings | None = Field(default=None, description="required with source vault")
+
+    @model_validator(mode="after")
+    def _vault_settings_when_vault(self) -> SecretsSettings:
+        if self.source is SecretSource.vault and self.vault is None:
+            raise KeyedError("vault", None, "is required with source: vault")
+        if self.source is SecretSource.pulumi and self.vault is not None:
+            raise KeyedError(
+                "source", "pulumi", "is set, but vault settings are given: set source: vault"
+            )
+        return self
+
+
 class SiteConfig(_Model):
     """Everything a site sets, except secrets (see `SiteSecrets`)."""
 
@@ -392,6 +464,7 @@ class SiteConfig(_Model):
     nodes: NodesSettings
     share: ShareSettings
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
 
     SECRET_KEYS: ClassVar[tuple[str, ...]] = ("oauthClientSecret", "sshPrivateKey")
 
@@ -408,7 +481,8 @@ class SiteConfig(_Model):
 class SiteSecrets:
     """Secret config values; each is a Pulumi secret Output, never a plain string."""
 
-    oauth_client_secret: pulumi.Output[str]
+    oauth_client_secret: pulumi.Output[str] | None
+    """None when the hub reads the client secret from Vault instead."""
     ssh_private_key: pulumi.Output[str]
 
 
@@ -551,7 +625,9 @@ def _decode(value: Any) -> Any:
 
 def required_secret_keys(raw: dict[str, Any]) -> list[str]:
     """The secret config keys a site with these (unvalidated) settings must set."""
-    del raw  # every site needs both today; the secrets source decides once it exists
+    secrets = raw.get("secrets")
+    if isinstance(secrets, dict) and secrets.get("source") == SecretSource.vault.value:
+        return ["sshPrivateKey"]
     return list(SiteConfig.SECRET_KEYS)
 
 
@@ -573,11 +649,17 @@ def load_site_config(project_dir: Path = PROJECT_DIR) -> tuple[SiteConfig, SiteS
 
     config = pulumi.Config(PROJECT)
     secrets: dict[str, pulumi.Output[str]] = {}
-    for name in required_secret_keys(raw):
+    needed = required_secret_keys(raw)
+    if "oauthClientSecret" not in needed and keys.get("oauthClientSecret") is not None:
+        raise ConfigError(
+            "oauthClientSecret: is set, but secrets.source is vault and the hub reads the "
+            "secret from Vault; remove it with `pulumi config rm oauthClientSecret`"
+        )
+    for name in needed:
         if keys.get(name) in (None, ""):
+            how = "< key-file" if name == "sshPrivateKey" else "..."
             raise ConfigError(
-                f"{name}: is missing; set it with `pulumi config set --secret {name} ...`"
-                + (" < file" if name == "sshPrivateKey" else "")
+                f"{name}: is missing; set it with `pulumi config set --secret {name} {how}`"
             )
         if not is_config_secret(f"{PROJECT}:{name}"):
             raise ConfigError(
@@ -586,6 +668,6 @@ def load_site_config(project_dir: Path = PROJECT_DIR) -> tuple[SiteConfig, SiteS
             )
         secrets[name] = config.require_secret(name)
     return site, SiteSecrets(
-        oauth_client_secret=secrets["oauthClientSecret"],
+        oauth_client_secret=secrets.get("oauthClientSecret"),
         ssh_private_key=secrets["sshPrivateKey"],
     )

@@ -13,6 +13,7 @@ the logo shipped from the repository instead of downloaded when the hub starts.
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -106,16 +107,34 @@ def logo_file(hub: HubSettings, project_dir: Path = PROJECT_DIR) -> dict[str, An
     }
 
 
+@dataclass(frozen=True)
+class SecretKeyRef:
+    """A key of a Kubernetes Secret in the hub's namespace."""
+
+    name: str
+    key: str
+
+
+# oauthenticator reads this variable when hub.config has no client_secret.
+CLIENT_SECRET_ENV = "OAUTH_CLIENT_SECRET"
+
+
 def chart_values(
     hub: HubSettings,
     *,
     callback_url: str,
     storage_class: pulumi.Input[str],
-    client_secret: pulumi.Input[str] | None,
+    client_secret: pulumi.Input[str] | SecretKeyRef,
     proxy_token: pulumi.Input[str],
     project_dir: Path = PROJECT_DIR,
 ) -> dict[str, Any]:
-    """Every value the program sets; the chart's defaults supply the rest."""
+    """Every value the program sets; the chart's defaults supply the rest.
+
+    `client_secret` is the secret itself, or a reference to the Kubernetes Secret the hub
+    reads it from: then it reaches the hub as an environment variable and appears neither
+    in these values nor in Pulumi's state.
+    """
+    in_config = None if isinstance(client_secret, SecretKeyRef) else client_secret
     singleuser = hub.singleuser
     values: dict[str, Any] = {
         "proxy": {
@@ -124,7 +143,7 @@ def chart_values(
         },
         "hub": {
             "baseUrl": hub.base_url,
-            "config": hub_config(hub, callback_url, client_secret),
+            "config": hub_config(hub, callback_url, in_config),
             "db": {"pvc": {"storageClassName": storage_class}},
         },
         "singleuser": {
@@ -142,6 +161,14 @@ def chart_values(
             },
         },
     }
+    if isinstance(client_secret, SecretKeyRef):
+        values["hub"]["extraEnv"] = {
+            CLIENT_SECRET_ENV: {
+                "valueFrom": {
+                    "secretKeyRef": {"name": client_secret.name, "key": client_secret.key}
+                }
+            }
+        }
     if singleuser.extra_env:
         values["singleuser"]["extraEnv"] = dict(singleuser.extra_env)
     if hub.profiles:

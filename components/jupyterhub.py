@@ -15,12 +15,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from components.config import HubSettings
-from components.hub_values import chart_values
+from components.config import HubSettings, VaultSettings
+from components.hub_values import SecretKeyRef, chart_values
 
 CHART_NAME = "jupyterhub"
 CHART_REPOSITORY = "https://hub.jupyter.org/helm-chart/"
 HUB_URL_ANNOTATION = "jupyterhub-platform/hub-url"
+# The Kubernetes Secret External Secrets writes the client secret into, and its key.
+OAUTH_SECRET = SecretKeyRef(name="jupyterhub-oauth-client", key="client-secret")
 
 
 @dataclass
@@ -32,7 +34,9 @@ class JupyterHubArgs:
     storage_class: pulumi.Input[str]
     """StorageClass for the hub database and every user's volume."""
     oauth_client_secret: pulumi.Input[str] | None
-    """Secret for `hub.config`; None when the hub reads it from its environment instead."""
+    """Secret for `hub.config`; None when it comes from Vault (`vault`)."""
+    vault: VaultSettings | None = None
+    """Where External Secrets reads the client secret from, in vault mode."""
     release_depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
     """What must exist before the release installs (the storage class, the node mounts)."""
 
@@ -64,11 +68,22 @@ class JupyterHub(pulumi.ComponentResource):
         # RandomBytes keeps it in state, and its hex is a secret.
         proxy_token = random.RandomBytes(f"{name}-proxy-token", length=32, opts=child)
 
+        client_secret: pulumi.Input[str] | SecretKeyRef
+        release_depends_on = list(args.release_depends_on)
+        if args.vault is not None:
+            self.external_secret = self._external_secret(name, args.vault)
+            release_depends_on.append(self.external_secret)
+            client_secret = OAUTH_SECRET
+        elif args.oauth_client_secret is not None:
+            client_secret = args.oauth_client_secret
+        else:
+            raise ValueError("JupyterHub needs an OAuth client secret or a vault source")
+
         values = chart_values(
             hub,
             callback_url=callback_url,
             storage_class=args.storage_class,
-            client_secret=args.oauth_client_secret,
+            client_secret=client_secret,
             proxy_token=proxy_token.hex,
         )
         self.release = k8s.helm.v3.Release(
@@ -86,7 +101,7 @@ class JupyterHub(pulumi.ComponentResource):
                 cleanup_on_fail=True,
                 timeout=hub.timeout_seconds,
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.release_depends_on)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=release_depends_on),
         )
 
         self.namespace = self.namespace_resource.metadata.name
@@ -100,4 +115,27 @@ class JupyterHub(pulumi.ComponentResource):
                 "oauth_callback_url": self.oauth_callback_url,
                 "release_status": self.release_status,
             }
+        )
+
+    def _external_secret(self, name: str, vault: VaultSettings) -> k8s.apiextensions.CustomResource:
+        """External Secrets copies the client secret from Vault into the hub's namespace."""
+        return k8s.apiextensions.CustomResource(
+            f"{name}-oauth-secret",
+            api_version=vault.api_version,
+            kind="ExternalSecret",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=OAUTH_SECRET.name, namespace=self.namespace_resource.metadata.name
+            ),
+            spec={
+                "refreshInterval": vault.refresh_interval,
+                "secretStoreRef": {"name": vault.store_name, "kind": vault.store_kind.value},
+                "target": {"name": OAUTH_SECRET.name, "creationPolicy": "Owner"},
+                "data": [
+                    {
+                        "secretKey": OAUTH_SECRET.key,
+                        "remoteRef": {"key": vault.remote_key, "property": vault.property},
+                    }
+                ],
+            },
+            opts=pulumi.ResourceOptions(parent=self),
         )

@@ -28,7 +28,7 @@ import yaml
 from tools.mockrun import PROJECT_DIR, ProgramRun, Registered, Secret, redact, reveal
 from tools.stackfile import StackFile, StackFileError, load_stack_file
 
-SECRET_MARK = "[secret]"  # noqa: S105 (the mark that replaces secrets, not one)
+SECRET_MARK = "[secret]"
 PLACEHOLDER = "offline-plan-placeholder"
 EXIT_OK, EXIT_VIOLATIONS, EXIT_INVALID = 0, 1, 2
 
@@ -258,6 +258,9 @@ def rendered_files(plan: Plan) -> dict[str, str]:
     from tools.manifests import is_kubernetes_object, manifest
 
     files: dict[str, str] = {}
+    for name, value in plan.run.outputs.items():
+        if isinstance(value, str) and "\n" in value:
+            files[f"outputs/{name}.txt"] = value
     for res in plan.run.resources:
         if res.type == "kubernetes:helm.sh/v3:Release":
             # Inner secrets lose their own mark inside the all-secret values, so they are
@@ -292,7 +295,10 @@ def write(plan: Plan, out: Path) -> dict[str, str]:
     if out.exists():
         shutil.rmtree(out)
     document = plan.scrub_data(plan.document())
-    files = {"plan.json": json.dumps(document, indent=2, sort_keys=True) + "\n", **rendered_files(plan)}
+    files = {
+        "plan.json": json.dumps(document, indent=2, sort_keys=True) + "\n",
+        **rendered_files(plan),
+    }
     for relative, text in files.items():
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -353,7 +359,11 @@ def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
     lines += ["", "Outputs:"]
     for name, value in redact(run.outputs, SECRET_MARK).items():
         note = "  (fake: known only after the resource is created)" if name in fake else ""
-        lines.append(f"    {name}: {json.dumps(value)}{note}")
+        if isinstance(value, str) and "\n" in value:
+            shown = f"{len(value.splitlines())} lines, in outputs/{name}.txt"
+        else:
+            shown = json.dumps(value)
+        lines.append(f"    {name}: {shown}{note}")
 
     if plan.placeholders:
         lines += ["", "Placeholders (secrets the plan could not read; values stand in):"]
