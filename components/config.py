@@ -50,6 +50,10 @@ class ConfigError(pulumi.RunError):
     """Invalid site configuration; the message is the single line shown to the operator."""
 
 
+HIDDEN: Any = object()
+"""A KeyedError value that must not be shown (it may be a secret)."""
+
+
 class KeyedError(ValueError):
     """A cross-field error that names the offending key relative to the model it came from."""
 
@@ -310,6 +314,41 @@ class Profile(_Model):
     image: ImageRef | None = Field(default=None, description="image instead of the default")
 
 
+# Chart values that carry secrets. Secrets come only from secret config (or are generated),
+# never from hub.extraValues, which is plain text in the stack file.
+_SECRET_VALUE_PATHS = (
+    ("proxy", "secretToken"),
+    ("hub", "db", "password"),
+    ("CryptKeeper", "keys"),
+)
+_SECRET_VALUE_KEYS = frozenset({"client_secret", "cookieSecret", "cookie_secret"})
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----|private[_-]?key", re.IGNORECASE)
+
+
+def _secret_in_values(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """The path of the first secret-bearing key in chart values, or None."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            here = (*path, str(key))
+            if (
+                key in _SECRET_VALUE_KEYS
+                or any(here[-len(p) :] == p for p in _SECRET_VALUE_PATHS)
+                or _PRIVATE_KEY.search(str(key))
+            ):
+                return here
+            found = _secret_in_values(inner, here)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            found = _secret_in_values(inner, (*path, f"[{i}]"))
+            if found:
+                return found
+    elif isinstance(value, str) and _PRIVATE_KEY.search(value):
+        return path
+    return None
+
+
 class HubSettings(_Model):
     namespace: DnsLabel = Field(description="Kubernetes namespace of the hub")
     release: DnsLabel = Field(description="Helm release name")
@@ -325,6 +364,23 @@ class HubSettings(_Model):
     singleuser: SingleuserSettings
     profiles: list[Profile] = Field(default_factory=list, description="server options")
     logo: str | None = Field(default=None, description="PNG file in this repository")
+    extra_values: dict[str, Any] = Field(
+        default_factory=dict,
+        description="chart values merged over the generated ones (maps merge, lists replace)",
+    )
+
+    @field_validator("extra_values")
+    @classmethod
+    def _no_secrets_in_extra_values(cls, value: dict[str, Any]) -> dict[str, Any]:
+        found = _secret_in_values(value)
+        if found:
+            raise KeyedError(
+                ".".join(found).replace(".[", "["),
+                HIDDEN,
+                "carries a secret; secrets come only from secret config or are generated, "
+                "never from hub.extraValues",
+            )
+        return value
 
     @field_validator("logo")
     @classmethod
@@ -559,7 +615,8 @@ def _describe(error: Any, raw: dict[str, Any]) -> str:
     ctx = error.get("ctx") or {}
     if kind == "value_error" and isinstance(ctx.get("error"), KeyedError):
         keyed: KeyedError = ctx["error"]
-        return f"{_key((*loc, keyed.key))}: {_show(keyed.value)} {keyed.expected}"
+        shown = "" if keyed.value is HIDDEN else f"{_show(keyed.value)} "
+        return f"{_key((*loc, keyed.key))}: {shown}{keyed.expected}"
     if loc and loc[-1] == "[key]":
         # A bad key of a map: name the map, and show the key as the bad value.
         return f"{_key(loc[:-2])}: key {_show(loc[-2])} {ctx.get('error', error['msg'])}"

@@ -177,3 +177,15 @@ def chart_values(
     if logo:
         values["hub"]["extraFiles"] = {"site-logo": logo}
     return values
+
+
+def without_blobs(values: Any) -> Any:
+    """Values with file contents (the logo) left out: a summary, not a copy."""
+    if isinstance(values, dict):
+        return {
+            k: "[omitted]" if k in ("binaryData", "stringData") else without_blobs(v)
+            for k, v in values.items()
+        }
+    if isinstance(values, list):
+        return [without_blobs(v) for v in values]
+    return values

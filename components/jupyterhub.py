@@ -8,19 +8,25 @@ stack outputs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components.config import HubSettings, VaultSettings
-from components.hub_values import SecretKeyRef, chart_values
+from components.hub_values import SecretKeyRef, chart_values, deep_merge, without_blobs
 
 CHART_NAME = "jupyterhub"
 CHART_REPOSITORY = "https://hub.jupyter.org/helm-chart/"
 HUB_URL_ANNOTATION = "jupyterhub-platform/hub-url"
+# A ConfigMap in the hub namespace with the chart values minus secrets (see below).
+SETTINGS_CONFIG_MAP = "jupyterhub-platform-settings"
+SETTINGS_KEY = "values.json"
+SETTINGS_REDACTED = "[secret]"
 # The Kubernetes Secret External Secrets writes the client secret into, and its key.
 OAUTH_SECRET = SecretKeyRef(name="jupyterhub-oauth-client", key="client-secret")
 
@@ -79,12 +85,39 @@ class JupyterHub(pulumi.ComponentResource):
         else:
             raise ValueError("JupyterHub needs an OAuth client secret or a vault source")
 
-        values = chart_values(
-            hub,
-            callback_url=callback_url,
-            storage_class=args.storage_class,
-            client_secret=client_secret,
-            proxy_token=proxy_token.hex,
+        def merged_values(
+            secret: pulumi.Input[str] | SecretKeyRef, token: pulumi.Input[str]
+        ) -> dict[str, Any]:
+            return deep_merge(
+                chart_values(
+                    hub,
+                    callback_url=callback_url,
+                    storage_class=args.storage_class,
+                    client_secret=secret,
+                    proxy_token=token,
+                ),
+                hub.extra_values,
+            )
+
+        values = merged_values(client_secret, proxy_token.hex)
+        # The same values with the secrets left out, readable by policies even in a first
+        # preview (when the proxy token, and so the release's values, are still unknown)
+        # and by operators: `kubectl get configmap -n <namespace> jupyterhub-platform-settings`.
+        public = merged_values(
+            client_secret if isinstance(client_secret, SecretKeyRef) else SETTINGS_REDACTED,
+            SETTINGS_REDACTED,
+        )
+        self.settings = k8s.core.v1.ConfigMap(
+            f"{name}-settings",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=SETTINGS_CONFIG_MAP, namespace=self.namespace_resource.metadata.name
+            ),
+            data={
+                SETTINGS_KEY: pulumi.Output.from_input(public).apply(
+                    lambda v: json.dumps(without_blobs(v), sort_keys=True)
+                )
+            },
+            opts=child,
         )
         self.release = k8s.helm.v3.Release(
             f"{name}-release",

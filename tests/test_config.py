@@ -161,8 +161,8 @@ BAD: list[tuple[str, Any, str]] = [
         "hub.nodeport",
         31090,
         "hub.nodeport: is not a known setting; did you mean nodePort? expected one of baseUrl, "
-        "chartVersion, logo, namespace, nodePort, oauth, profiles, release, singleuser, "
-        "timeoutSeconds",
+        "chartVersion, extraValues, logo, namespace, nodePort, oauth, profiles, release, "
+        "singleuser, timeoutSeconds",
     ),
     (
         "hub.oauth.clientId",

@@ -239,7 +239,7 @@ def test_storage_class_is_its_own_not_k3s(espsrc: ProgramRun) -> None:
 
 
 def test_provisioner_config_uses_the_shared_path(espsrc: ProgramRun) -> None:
-    config_map = espsrc.one("kubernetes:core/v1:ConfigMap")
+    config_map = espsrc.named("storage-config")
     config = json.loads(config_map.inputs["data"]["config.json"])
     assert config == {"sharedFileSystemPath": "/mnt/k8s-shared", "nodePathMap": []}
     assert "SHARED_PATH=/mnt/k8s-shared" in config_map.inputs["data"]["setup"]

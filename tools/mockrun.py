@@ -66,7 +66,7 @@ def _from_wire(value: Any) -> Any:
         return {k: _from_wire(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_from_wire(v) for v in value]
-    if value == rpc.UNKNOWN:
+    if value == rpc.UNKNOWN or isinstance(value, pulumi.output.Unknown):
         return UNKNOWN
     return value
 
@@ -174,13 +174,18 @@ def _fake_outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]
 
 
 class PlanMocks(pulumi.runtime.Mocks):
-    """Echo inputs back as outputs and add the fakes above; record which ones are fake."""
+    """Echo inputs back as outputs and add the fakes above; record which ones are fake.
 
-    def __init__(self) -> None:
+    In a preview, as in the engine's first preview of a new stack, nothing has been
+    created yet: no fakes, so what only creation would tell stays unknown.
+    """
+
+    def __init__(self, preview: bool = False) -> None:
         self.fakes: dict[tuple[str, str], list[str]] = {}
+        self.preview = preview
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        fakes = _fake_outputs(args.typ, args.name, args.inputs)
+        fakes = {} if self.preview else _fake_outputs(args.typ, args.name, args.inputs)
         self.fakes[(args.typ, args.name)] = sorted(fakes)
         resource_id = args.resource_id or f"{args.name}-id"
         return resource_id, {**args.inputs, **fakes}
@@ -379,7 +384,7 @@ def _run_in_loop(
     run: Callable[[], None],
 ) -> ProgramRun:
     ROOT.set(None)
-    mocks = PlanMocks()
+    mocks = PlanMocks(preview)
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))

@@ -8,6 +8,9 @@ every resource the program registers, prints a tree like `pulumi preview`, and w
 `--out` (default `build/plan/SITE/`). Secrets never appear: every secret value is written
 as `[secret]`, and any value a secret holds is scrubbed from all text as a last guard.
 
+The policy pack (`policy/`) runs over the plan as the engine would run it in a preview;
+`--policy-config` takes the same JSON file as `pulumi preview --policy-pack-config`.
+
 Exit codes: 0 planned; 1 mandatory policy violations; 2 invalid input (one line on stderr).
 """
 
@@ -21,12 +24,15 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tools.mockrun import PROJECT_DIR, ProgramRun, Registered, Secret, redact, reveal
 from tools.stackfile import StackFile, StackFileError, load_stack_file
+
+if TYPE_CHECKING:
+    from tools.policy_engine import PolicyReport
 
 SECRET_MARK = "[secret]"
 PLACEHOLDER = "offline-plan-placeholder"
@@ -50,7 +56,13 @@ class Plan:
     run: ProgramRun
     placeholders: list[Placeholder]
     secret_values: set[str]
-    violations: list[dict[str, str]] = field(default_factory=list)
+    known_secrets: list[str] = field(default_factory=list)
+    """Secret config values given to the plan (not placeholders): policies look for them."""
+    policies: PolicyReport | None = None
+
+    @property
+    def violations(self) -> list[dict[str, Any]]:
+        return [v.as_dict() for v in self.policies.violations] if self.policies else []
 
     # -- views --------------------------------------------------------------------
     def names(self) -> dict[str, str]:
@@ -245,7 +257,25 @@ def build_plan(
         secret_values.update(_secret_strings(res.inputs))
         secret_values.update(_secret_strings(res.outputs))
     secret_values.update(_secret_strings(run.outputs))
-    return Plan(stack, project, run, placeholders, secret_values)
+    known = [v for k, v in config.items() if k in secrets or k in stack_config.secret_keys]
+    known = [v for v in known if not v.startswith(PLACEHOLDER)]
+    return Plan(stack, project, run, placeholders, secret_values, known_secrets=known)
+
+
+def apply_policies(plan: Plan, policy_config: Path | None) -> None:
+    """Run the policy pack over the plan, as `pulumi preview --policy-pack policy` would."""
+    from policy.rules import POLICIES
+    from tools.policy_engine import PolicyConfigError, evaluate, load_config
+
+    try:
+        plan.policies = evaluate(
+            plan.run,
+            POLICIES,
+            load_config(policy_config),
+            extra={"no-secrets-in-commands": {"knownSecrets": plan.known_secrets}},
+        )
+    except PolicyConfigError as err:
+        raise PlanError(str(err)) from None
 
 
 # -- output ------------------------------------------------------------------------
@@ -306,78 +336,105 @@ def write(plan: Plan, out: Path) -> dict[str, str]:
     return files
 
 
-def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
-    run = plan.run
+def _resource_lines(run: ProgramRun, width: int) -> list[str]:
+    """The resources as a tree, like `pulumi preview`: + create, = import."""
     children: dict[str | None, list[Registered]] = {}
     urns = {r.urn for r in run.resources}
     for res in run.resources:
-        parent = res.parent if res.parent in urns else None
-        children.setdefault(parent, []).append(res)
-
-    width = max((len(r.type) for r in run.resources), default=20) + 8
-    lines = [
-        f"Offline plan of stack {plan.stack} (project {plan.project}): "
-        "nothing was contacted, no credentials used",
-        "",
-        f"     {'Type':<{width}} Name",
-        f" +   {'pulumi:pulumi:Stack':<{width}} {plan.project}-{plan.stack}",
-    ]
+        children.setdefault(res.parent if res.parent in urns else None, []).append(res)
+    lines: list[str] = []
 
     def walk(parent: str | None, prefix: str) -> None:
         kids = sorted(children.get(parent, []), key=lambda r: r.name)
         for i, res in enumerate(kids):
             last = i == len(kids) - 1
-            branch = "└─ " if last else "├─ "
-            op = "=" if res.import_id else "+"
-            notes = []
-            if res.import_id:
-                notes.append(f"import {res.import_id}")
-            if res.protect:
-                notes.append("protect")
-            if res.retain_on_delete:
-                notes.append("retainOnDelete")
-            if res.delete_before_replace:
-                notes.append("deleteBeforeReplace")
-            label = f"{prefix}{branch}{res.type}"
+            notes = [f"import {res.import_id}"] if res.import_id else []
+            notes += [
+                flag
+                for flag, on in (
+                    ("protect", res.protect),
+                    ("retainOnDelete", res.retain_on_delete),
+                    ("deleteBeforeReplace", res.delete_before_replace),
+                )
+                if on
+            ]
+            label = f"{prefix}{'└─ ' if last else '├─ '}{res.type}"
             suffix = f"  [{', '.join(notes)}]" if notes else ""
+            op = "=" if res.import_id else "+"
             lines.append(f" {op}   {label:<{width}} {res.name}{suffix}")
             walk(res.urn, prefix + ("   " if last else "│  "))
 
     walk(None, "")
+    return lines
+
+
+def _count_lines(run: ProgramRun) -> list[str]:
     counts: dict[str, int] = {}
     for res in run.resources:
         if res.custom:
             counts[res.type] = counts.get(res.type, 0) + 1
     imports = sum(1 for r in run.resources if r.import_id)
-    lines += ["", "Resources:", f"    + {sum(counts.values()) - imports} to create"]
+    lines = ["Resources:", f"    + {sum(counts.values()) - imports} to create"]
     if imports:
         lines.append(f"    = {imports} to import")
-    for typ, n in sorted(counts.items()):
-        lines.append(f"      {n:>4} {typ}")
+    lines += [f"      {n:>4} {typ}" for typ, n in sorted(counts.items())]
+    return lines
 
+
+def _output_lines(plan: Plan) -> list[str]:
     fake = set(plan.fake_outputs())
-    lines += ["", "Outputs:"]
-    for name, value in redact(run.outputs, SECRET_MARK).items():
+    lines = ["Outputs:"]
+    for name, value in redact(plan.run.outputs, SECRET_MARK).items():
         note = "  (fake: known only after the resource is created)" if name in fake else ""
         if isinstance(value, str) and "\n" in value:
             shown = f"{len(value.splitlines())} lines, in outputs/{name}.txt"
         else:
             shown = json.dumps(value)
         lines.append(f"    {name}: {shown}{note}")
+    return lines
 
+
+def _policy_lines(report: PolicyReport) -> list[str]:
+    advisory = len(report.violations) - len(report.mandatory)
+    lines = [
+        f"Policies: {len(report.ran)} run, {len(report.mandatory)} mandatory "
+        f"violation{'s' if len(report.mandatory) != 1 else ''}, {advisory} advisory"
+        + (f", disabled: {', '.join(report.disabled)}" if report.disabled else "")
+    ]
+    for v in sorted(report.violations, key=lambda v: (v.level != "mandatory", v.policy)):
+        lines.append(f"    [{v.level}] {v.policy} ({v.resource or 'stack'}): {v.message}")
+    lines += [f"    [not run] {name}: {why}" for name, why in report.not_run]
+    return lines
+
+
+def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
+    width = max((len(r.type) for r in plan.run.resources), default=20) + 8
+    lines = [
+        f"Offline plan of stack {plan.stack} (project {plan.project}): "
+        "nothing was contacted, no credentials used",
+        "",
+        f"     {'Type':<{width}} Name",
+        f" +   {'pulumi:pulumi:Stack':<{width}} {plan.project}-{plan.stack}",
+        *_resource_lines(plan.run, width),
+        "",
+        *_count_lines(plan.run),
+        "",
+        *_output_lines(plan),
+    ]
     if plan.placeholders:
         lines += ["", "Placeholders (secrets the plan could not read; values stand in):"]
         lines += [f"    {p.key}: {p.reason}" for p in plan.placeholders]
-
+    if plan.policies is not None:
+        lines += ["", *_policy_lines(plan.policies)]
     lines += ["", f"Rendered files in {out}/:"]
     groups: dict[str, int] = {}
     for relative in files:
         top = relative.split("/", 1)[0] + ("/" if "/" in relative else "")
         groups[top] = groups.get(top, 0) + 1
-    lines += [
-        f"    {name} ({n} file{'s' if n > 1 else ''})" if name.endswith("/") else f"    {name}"
-        for name, n in groups.items()
-    ]
+    for name, n in groups.items():
+        lines.append(
+            f"    {name} ({n} file{'s' if n > 1 else ''})" if name.endswith("/") else f"    {name}"
+        )
     return plan.scrub("\n".join(lines))
 
 
@@ -397,6 +454,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="output directory (default build/plan/SITE)")
     parser.add_argument("--json", action="store_true", help="print plan.json instead of a tree")
+    parser.add_argument(
+        "--policy-config",
+        type=Path,
+        help="policy configuration, as for `pulumi preview --policy-pack-config`",
+    )
     args = parser.parse_args(argv)
 
     stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.site}.yaml"
@@ -405,6 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         project = project_name(PROJECT_DIR)
         secrets = parse_secret_args(args.secret, project)
         plan = build_plan(args.site, stack_file, secrets)
+        apply_policies(plan, args.policy_config)
         files = write(plan, out)
     except PlanError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -413,6 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(plan.scrub(json.dumps(plan.scrub_data(plan.document()), indent=2, sort_keys=True)))
     else:
         print(tree(plan, out, files))
+    if plan.policies is not None and plan.policies.mandatory:
+        return EXIT_VIOLATIONS
     return EXIT_OK
 
 

@@ -1,0 +1,1 @@
+"""The jupyterhub-platform policy pack (`pulumi preview --policy-pack policy`)."""

@@ -1,0 +1,490 @@
+"""The policy pack's rules: the runbook's pitfalls, checked before anything is deployed.
+
+Each rule is one typed validator wrapped in a Resource- or StackValidationPolicy. The
+module only defines them (building a `PolicyPack` starts a server and blocks, which only
+`__main__.py` does), so the offline plan and the tests import it freely. It depends on
+nothing but `pulumi_policy` and the standard library, since the Pulumi CLI runs the pack
+in a virtualenv of its own.
+
+Hub settings are read from the Helm release's values. In a stack's first preview those
+are unknown (they hold the proxy token, which does not exist yet), so the rules then read
+the same values, minus secrets, from the `jupyterhub-platform-settings` ConfigMap the
+program writes in the hub namespace, whose content is known at preview.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyConfigSchema,
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.proxy import UnknownValueError
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
+SHARE = "openstack:sharedfilesystem/share:Share"
+COMMAND = "command:remote:Command"
+
+HUB_URL_ANNOTATION = "jupyterhub-platform/hub-url"
+SETTINGS_CONFIG_MAP = "jupyterhub-platform-settings"
+SETTINGS_KEY = "values.json"
+TESTED_CHART_VERSIONS = ["3.1.0"]
+REQUIRED_SCOPES = ["openid", "profile", "email", "offline_access"]
+NODE_PORT_RANGE = (30000, 32767)
+
+
+# -- reading what the stack registers -------------------------------------------------
+def plain(value: Any) -> Any:
+    """A deep plain copy; reading an unknown value raises UnknownValueError (not run)."""
+    if isinstance(value, Mapping):
+        return {k: plain(value[k]) for k in value}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [plain(value[i]) for i in range(len(value))]
+    return value
+
+
+def dig(data: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, Mapping) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def _metadata_name(resource: PolicyResource) -> tuple[str | None, str | None]:
+    metadata = resource.props.get("metadata") or {}
+    return metadata.get("name"), metadata.get("namespace")
+
+
+@dataclass
+class Hub:
+    """One JupyterHub release and what its values say."""
+
+    release: PolicyResource
+    values: dict[str, Any]
+    namespace: PolicyResource | None
+
+
+def hubs(resources: Sequence[PolicyResource]) -> Iterator[Hub]:
+    by_type: dict[str, list[PolicyResource]] = {}
+    for resource in resources:
+        by_type.setdefault(resource.resource_type, []).append(resource)
+    for release in by_type.get(RELEASE, []):
+        if release.props.get("chart") != "jupyterhub":
+            continue
+        namespace_name = release.props.get("namespace")
+        try:
+            values = plain(release.props.get("values") or {})
+        except UnknownValueError:
+            settings = next(
+                (
+                    cm
+                    for cm in by_type.get(CONFIG_MAP, [])
+                    if _metadata_name(cm) == (SETTINGS_CONFIG_MAP, namespace_name)
+                ),
+                None,
+            )
+            if settings is None:
+                raise
+            values = json.loads(settings.props["data"][SETTINGS_KEY])
+        namespace = next(
+            (ns for ns in by_type.get(NAMESPACE, []) if _metadata_name(ns)[0] == namespace_name),
+            None,
+        )
+        yield Hub(release, values, namespace)
+
+
+def stack_rule(
+    check: Callable[[Hub, dict[str, Any], ReportViolation], None],
+) -> Callable[[StackValidationArgs, ReportViolation], None]:
+    """A stack validation that runs `check` on every hub."""
+
+    def validate(args: StackValidationArgs, report: ReportViolation) -> None:
+        config = dict(args.get_config() or {})
+        for hub in hubs(args.resources):
+            check(hub, config, report)
+
+    return validate
+
+
+# -- images ---------------------------------------------------------------------------
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def is_pinned(reference: str) -> bool:
+    """A fixed tag or a digest; not `latest`, not nothing."""
+    if "@" in reference:
+        return _DIGEST.search(reference) is not None
+    _, sep, tag = reference.rpartition(":")
+    return bool(sep) and "/" not in tag and tag not in ("", "latest")
+
+
+def images_in_values(values: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """(where, reference) for every image the chart values name."""
+    if isinstance(values, Mapping):
+        for key, inner in values.items():
+            here = f"{path}.{key}" if path else str(key)
+            if key == "image" and isinstance(inner, str):
+                yield here, inner
+            elif (key == "image" or path.endswith("extraImages")) and isinstance(inner, Mapping):
+                if "name" in inner:
+                    tag = inner.get("tag")
+                    yield here, f"{inner['name']}:{tag}" if tag else str(inner["name"])
+            else:
+                yield from images_in_values(inner, here)
+    elif isinstance(values, list):
+        for i, inner in enumerate(values):
+            yield from images_in_values(inner, f"{path}[{i}]")
+
+
+def images_in_object(resource: PolicyResource) -> Iterator[tuple[str, str]]:
+    """(where, reference) for the images of a Deployment or a provisioner ConfigMap."""
+    props = plain(resource.props)
+    if resource.resource_type == DEPLOYMENT:
+        spec = dig(props, "spec", "template", "spec") or {}
+        for group in ("initContainers", "containers"):
+            for container in spec.get(group) or []:
+                yield f"{group}[{container.get('name')}]", str(container.get("image", ""))
+                args = [*(container.get("command") or []), *(container.get("args") or [])]
+                for flag, value in itertools.pairwise(args):
+                    if flag == "--helper-image":
+                        yield f"{group}[{container.get('name')}] --helper-image", str(value)
+    elif resource.resource_type == CONFIG_MAP:
+        helper = dig(props, "data", "helperPod.yaml")
+        if isinstance(helper, str):
+            for match in re.finditer(r"image:\s*[\"']?([^\s\"']*)", helper):
+                yield "data.helperPod.yaml", match.group(1)
+
+
+def _pinned_images(args: StackValidationArgs, report: ReportViolation) -> None:
+    for hub in hubs(args.resources):
+        for where, reference in images_in_values(hub.values):
+            if not is_pinned(reference):
+                report(
+                    f"Helm values {where} uses image '{reference}': pin a dated tag or a "
+                    "sha256 digest, never 'latest' or no tag.",
+                    hub.release.urn,
+                )
+    for resource in args.resources:
+        if resource.resource_type in (DEPLOYMENT, CONFIG_MAP):
+            for where, reference in images_in_object(resource):
+                if not is_pinned(reference):
+                    report(
+                        f"{resource.name} {where} uses image '{reference}': pin a version "
+                        "tag or a sha256 digest.",
+                        resource.urn,
+                    )
+
+
+# -- hub settings -----------------------------------------------------------------------
+_QUANTITY = re.compile(r"([0-9]*\.?[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E|m)?")
+_FACTORS = {"": 1.0, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+            "P": 1e15, "E": 1e18, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30,
+            "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60}  # fmt: skip
+
+
+def quantity(value: Any) -> float | None:
+    """A Kubernetes quantity as a number, or None if it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    match = _QUANTITY.fullmatch(str(value))
+    return float(match.group(1)) * _FACTORS[match.group(2) or ""] if match else None
+
+
+def _singleuser_resources(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    for resource in ("cpu", "memory"):
+        settings = dig(hub.values, "singleuser", resource) or {}
+        limit, guarantee = settings.get("limit"), settings.get("guarantee")
+        if limit is None or guarantee is None:
+            report(
+                f"singleuser.{resource} needs both a limit and a guarantee (has limit={limit}, "
+                f"guarantee={guarantee}): without them one user can starve the node.",
+                hub.release.urn,
+            )
+            continue
+        low, high = quantity(guarantee), quantity(limit)
+        if low is None or high is None:
+            report(
+                f"singleuser.{resource} limit {limit!r} / guarantee {guarantee!r} are not "
+                "Kubernetes quantities.",
+                hub.release.urn,
+            )
+        elif low > high:
+            report(
+                f"singleuser.{resource}.guarantee {guarantee} is above its limit {limit}: "
+                "set guarantee <= limit.",
+                hub.release.urn,
+            )
+
+
+def _oauth(hub: Hub) -> dict[str, Any]:
+    config = dig(hub.values, "hub", "config") or {}
+    merged: dict[str, Any] = {}
+    for section in ("Authenticator", "OAuthenticator", "GenericOAuthenticator"):
+        merged.update(config.get(section) or {})
+    return merged
+
+
+def _callback_matches_hub_url(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    callback = _oauth(hub).get("oauth_callback_url")
+    annotations = (
+        dig(plain(hub.namespace.props), "metadata", "annotations") if hub.namespace else None
+    )
+    hub_url = (annotations or {}).get(HUB_URL_ANNOTATION)
+    if not isinstance(callback, str) or not callback:
+        report("hub.config.GenericOAuthenticator.oauth_callback_url is not set.", hub.release.urn)
+        return
+    if not callback.startswith("https://"):
+        report(
+            f"The OAuth callback URL {callback} is not https://: TLS ends at the site's HAProxy, "
+            "and the provider redirects users to exactly this URL.",
+            hub.release.urn,
+        )
+    if not hub_url:
+        report(
+            f"The hub namespace has no {HUB_URL_ANNOTATION} annotation, so the callback URL "
+            "cannot be compared with the hub URL.",
+            hub.release.urn,
+        )
+    elif callback != f"{hub_url}hub/oauth_callback":
+        report(
+            f"The OAuth callback URL {callback} is not the hub URL + hub/oauth_callback "
+            f"({hub_url}hub/oauth_callback): login fails with a redirect mismatch. "
+            "Do not override oauth_callback_url; it follows site.hubHost and hub.baseUrl.",
+            hub.release.urn,
+        )
+
+
+def _required_scopes(hub: Hub, config: dict[str, Any], report: ReportViolation) -> None:
+    required = list(config.get("requiredScopes", REQUIRED_SCOPES))
+    scopes = _oauth(hub).get("scope") or []
+    missing = [scope for scope in required if scope not in scopes]
+    if missing:
+        report(
+            f"The OAuth scopes {scopes} lack {missing}, which this site requires: add them "
+            "to hub.oauth.scopes.",
+            hub.release.urn,
+        )
+
+
+def _node_port(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    service = dig(hub.values, "proxy", "service") or {}
+    if service.get("type") != "NodePort":
+        return
+    port = dig(service, "nodePorts", "http")
+    low, high = NODE_PORT_RANGE
+    # Numbers reach policies as JSON numbers: 31090 may arrive as 31090.0.
+    whole = isinstance(port, int | float) and not isinstance(port, bool) and port == int(port)
+    if not whole or not low <= port <= high:
+        report(
+            f"proxy.service.nodePorts.http is {port!r}: the site's HAProxy needs a fixed "
+            f"NodePort in {low}-{high}.",
+            hub.release.urn,
+        )
+
+
+def _allow_all(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    if _oauth(hub).get("allow_all") is True:
+        report(
+            "allow_all admits every account of the identity provider. If only some should "
+            "use this hub, set hub.oauth.allowedGroups (with claimGroupsKey) instead.",
+            hub.release.urn,
+        )
+
+
+def _storage_classes_defined(args: StackValidationArgs, report: ReportViolation) -> None:
+    defined = {_metadata_name(r)[0] for r in args.resources if r.resource_type == STORAGE_CLASS}
+    for hub in hubs(args.resources):
+        for where in (
+            ("hub", "db", "pvc", "storageClassName"),
+            ("singleuser", "storage", "dynamic", "storageClass"),
+        ):
+            name = dig(hub.values, *where)
+            if name and name not in defined:
+                report(
+                    f"{'.'.join(where)} names storage class '{name}', which this stack does not "
+                    f"define (it defines {sorted(n for n in defined if n)}): claims would stay "
+                    "Pending.",
+                    hub.release.urn,
+                )
+
+
+# -- resources ----------------------------------------------------------------------------
+def _share_protected(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == SHARE and not args.opts.protect:
+        report(
+            f"The share {args.name} holds every user's home: it must be protected "
+            "(ResourceOptions(protect=True)).",
+            None,
+        )
+
+
+# base64 of a 28-byte cephx secret: 38 characters and "==" padding, starting "AQ".
+_CEPHX_KEY = re.compile(r"AQ[A-Za-z0-9+/]{36}==")
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+_SECRET_OPTION = re.compile(r"(?<![A-Za-z0-9_])secret=")
+
+
+def secret_material(text: str, known: Sequence[str] = ()) -> str | None:
+    """What kind of secret `text` carries, or None."""
+    if _CEPHX_KEY.search(text):
+        return "a cephx key"
+    if _PRIVATE_KEY.search(text):
+        return "a private key"
+    if _SECRET_OPTION.search(text):
+        return "a secret= mount option"
+    if any(value and len(value) >= 8 and value in text for value in known):
+        return "the value of one of the stack's secret config keys"
+    return None
+
+
+def _no_secrets_in_commands(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != COMMAND:
+        return
+    known = list((args.get_config() or {}).get("knownSecrets", []))
+    fields = {k: args.props.get(k) for k in ("create", "update", "delete")}
+    for key, value in (args.props.get("environment") or {}).items():
+        fields[f"environment.{key}"] = value
+    for field, value in fields.items():
+        if isinstance(value, str):
+            found = secret_material(value, known)
+            if found:
+                report(
+                    f"The {field} of {args.name} carries {found}: command lines and "
+                    "environments are logged and kept in state; pass secrets on stdin.",
+                    None,
+                )
+
+
+def _reclaim_policy(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == STORAGE_CLASS and args.props.get("reclaimPolicy") == "Delete":
+        report(
+            f"Storage class {args.name} has reclaimPolicy Delete: deleting a claim, or an "
+            "uninstall, runs the provisioner's rm -rf on that user's data. Use Retain, or "
+            "waive this policy in the policy config if that is intended.",
+            None,
+        )
+
+
+def _chart_version(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != RELEASE or args.props.get("chart") != "jupyterhub":
+        return
+    tested = list((args.get_config() or {}).get("testedVersions", TESTED_CHART_VERSIONS))
+    version = args.props.get("version")
+    if version not in tested:
+        report(
+            f"Chart jupyterhub {version} is not a version this pack was tested with "
+            f"({', '.join(tested)}): check its values schema and the hub image's libraries.",
+            None,
+        )
+
+
+POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
+    StackValidationPolicy(
+        name="pinned-images",
+        description="Every container image the stack deploys has a pinned tag or digest.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=_pinned_images,
+    ),
+    StackValidationPolicy(
+        name="singleuser-resources",
+        description="User servers have CPU and memory guarantees and limits, guarantee <= limit.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=stack_rule(_singleuser_resources),
+    ),
+    StackValidationPolicy(
+        name="oauth-callback-matches-hub-url",
+        description="The OAuth callback URL is https:// and is the hub URL + hub/oauth_callback.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=stack_rule(_callback_matches_hub_url),
+    ),
+    StackValidationPolicy(
+        name="required-oauth-scopes",
+        description="The OAuth scopes include every scope the site requires.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=PolicyConfigSchema(
+            properties={
+                "requiredScopes": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "default": REQUIRED_SCOPES,
+                }
+            }
+        ),
+        validate=stack_rule(_required_scopes),
+    ),
+    StackValidationPolicy(
+        name="storage-classes-defined",
+        description="Every storage class the Helm values name is defined in the same stack.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=_storage_classes_defined,
+    ),
+    ResourceValidationPolicy(
+        name="share-protected",
+        description="The CephFS share that holds users' homes is protected.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=_share_protected,
+    ),
+    StackValidationPolicy(
+        name="node-port-in-range",
+        description="The hub's NodePort is fixed and within 30000-32767.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=stack_rule(_node_port),
+    ),
+    ResourceValidationPolicy(
+        name="no-secrets-in-commands",
+        description="No remote command carries secret material in its command line or environment.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=PolicyConfigSchema(
+            properties={
+                "knownSecrets": {"type": "array", "items": {"type": "string"}, "default": []}
+            }
+        ),
+        validate=_no_secrets_in_commands,
+    ),
+    ResourceValidationPolicy(
+        name="storage-reclaim-retain",
+        description="Storage classes keep users' data when a claim is deleted (not Delete).",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=_reclaim_policy,
+    ),
+    StackValidationPolicy(
+        name="allow-all-admits-everyone",
+        description="allow_all admits every account of the identity provider.",
+        enforcement_level=EnforcementLevel.ADVISORY,
+        validate=stack_rule(_allow_all),
+    ),
+    ResourceValidationPolicy(
+        name="chart-version-tested",
+        description="The jupyterhub chart version is one this pack was tested against.",
+        enforcement_level=EnforcementLevel.ADVISORY,
+        config_schema=PolicyConfigSchema(
+            properties={
+                "testedVersions": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "default": TESTED_CHART_VERSIONS,
+                }
+            }
+        ),
+        validate=_chart_version,
+    ),
+]

@@ -1,0 +1,443 @@
+"""The policy pack: each rule fires on what it guards against and stays quiet otherwise."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_command as command
+import pulumi_kubernetes as k8s
+import pulumi_openstack as openstack
+import pytest
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
+
+from policy.rules import POLICIES, is_pinned, quantity, secret_material
+from tests.sites import ROOT, run, site
+from tests.test_plan import plan
+from tools.mockrun import ProgramRun, fake_cephx_key, run_program
+from tools.policy_engine import PolicyConfigError, PolicyReport, evaluate
+
+RUNBOOK = ROOT / "tests" / "fixtures" / "Pulumi.runbook.yaml"
+
+
+def check(result: ProgramRun, config: dict[str, Any] | None = None, **extra: Any) -> PolicyReport:
+    return evaluate(result.ok(), POLICIES, config, extra)
+
+
+def fired(report: PolicyReport, policy: str) -> list[str]:
+    return [v.message for v in report.violations if v.policy == policy]
+
+
+@pytest.fixture(scope="module")
+def espsrc_report() -> PolicyReport:
+    return check(run())
+
+
+def extra_values(values: dict[str, Any], **changes: Any) -> ProgramRun:
+    return run(site(**{"hub.extraValues": values, **changes}))
+
+
+def custom(program: Callable[[], None]) -> ProgramRun:
+    return run_program({}, [], program=program)
+
+
+def test_espsrc_has_no_mandatory_violation(espsrc_report: PolicyReport) -> None:
+    assert espsrc_report.mandatory == []
+    assert len(espsrc_report.ran) == len(POLICIES)
+    assert espsrc_report.not_run == []
+
+
+# -- one test that fires each rule, one that shows it quiet ------------------------------
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"singleuser": {"image": {"tag": "latest"}}}, "singleuser.image uses image"),
+        ({"singleuser": {"image": {"tag": ""}}}, "'quay.io/jupyter/minimal-notebook'"),
+        (
+            {
+                "singleuser": {
+                    "profileList": [
+                        {
+                            "display_name": "x",
+                            "kubespawner_override": {"image": "jupyter/scipy-notebook"},
+                        }
+                    ]
+                }
+            },
+            "kubespawner_override.image uses image 'jupyter/scipy-notebook'",
+        ),
+        (
+            {"hub": {"image": {"name": "quay.io/jupyterhub/k8s-hub", "tag": "latest"}}},
+            "hub.image uses image",
+        ),
+    ],
+)
+def test_pinned_images_fires(values: dict[str, Any], expected: str) -> None:
+    messages = fired(check(extra_values(values)), "pinned-images")
+    assert any(expected in m for m in messages), messages
+
+
+def test_pinned_images_covers_the_provisioner() -> None:
+    def program() -> None:
+        spec: Any = {
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {
+                "metadata": {"labels": {"a": "b"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "p",
+                            "image": "rancher/local-path-provisioner:v0.0.37",
+                            "command": ["local-path-provisioner", "--helper-image", "busybox"],
+                        }
+                    ]
+                },
+            },
+        }
+        k8s.apps.v1.Deployment("prov", spec=spec)
+        k8s.core.v1.ConfigMap("cfg", data={"helperPod.yaml": "spec:\n  image: busybox:latest\n"})
+
+    messages = fired(check(custom(program)), "pinned-images")
+    assert any("--helper-image uses image 'busybox'" in m for m in messages), messages
+    assert any("helperPod.yaml uses image 'busybox:latest'" in m for m in messages), messages
+    assert not any("v0.0.37" in m for m in messages)
+
+
+def test_pinned_images_quiet(espsrc_report: PolicyReport) -> None:
+    assert fired(espsrc_report, "pinned-images") == []
+
+
+@pytest.mark.parametrize(
+    ("reference", "pinned"),
+    [
+        ("quay.io/jupyter/scipy-notebook:2025-11-10", True),
+        ("registry.local:5000/img:v1", True),
+        ("busybox@sha256:" + "a" * 64, True),
+        ("busybox", False),
+        ("busybox:latest", False),
+        ("registry.local:5000/img", False),
+        ("busybox@sha256:abc", False),
+    ],
+)
+def test_is_pinned(reference: str, pinned: bool) -> None:
+    assert is_pinned(reference) is pinned
+
+
+def test_singleuser_resources_fires() -> None:
+    report = check(
+        extra_values({"singleuser": {"cpu": {"guarantee": 2}, "memory": {"limit": None}}})
+    )
+    messages = fired(report, "singleuser-resources")
+    assert any("singleuser.cpu.guarantee 2.0 is above its limit 0.5" in m for m in messages), (
+        messages
+    )
+    assert any("singleuser.memory needs both a limit and a guarantee" in m for m in messages)
+
+
+def test_singleuser_resources_quiet(espsrc_report: PolicyReport) -> None:
+    assert fired(espsrc_report, "singleuser-resources") == []
+    assert quantity("1G") == 1e9 and quantity("1Gi") == 2**30 and quantity("lots") is None
+
+
+@pytest.mark.parametrize(
+    ("callback", "expected"),
+    [
+        ("http://notebook.espsrc.iaa.csic.es/hub/oauth_callback", "is not https://"),
+        (
+            "https://notebook.example.org/hub/oauth_callback",
+            "is not the hub URL + hub/oauth_callback",
+        ),
+    ],
+)
+def test_callback_fires(callback: str, expected: str) -> None:
+    values = {"hub": {"config": {"GenericOAuthenticator": {"oauth_callback_url": callback}}}}
+    messages = fired(check(extra_values(values)), "oauth-callback-matches-hub-url")
+    assert any(expected in m for m in messages), messages
+
+
+def test_callback_quiet(espsrc_report: PolicyReport) -> None:
+    assert fired(espsrc_report, "oauth-callback-matches-hub-url") == []
+    assert (
+        fired(check(run(site(**{"hub.baseUrl": "/jhub/"}))), "oauth-callback-matches-hub-url") == []
+    )
+
+
+def test_required_scopes_fires_and_is_configurable() -> None:
+    result = run(site(**{"hub.oauth.scopes": ["openid", "profile", "email"]}))
+    assert any(
+        "lack ['offline_access']" in m for m in fired(check(result), "required-oauth-scopes")
+    )
+    relaxed = {"required-oauth-scopes": {"requiredScopes": ["openid"]}}
+    assert fired(check(result, relaxed), "required-oauth-scopes") == []
+
+
+def test_required_scopes_quiet(espsrc_report: PolicyReport) -> None:
+    assert fired(espsrc_report, "required-oauth-scopes") == []
+
+
+def test_storage_classes_fires() -> None:
+    values = {"singleuser": {"storage": {"dynamic": {"storageClass": "local-path"}}}}
+    messages = fired(check(extra_values(values)), "storage-classes-defined")
+    assert messages == [
+        "singleuser.storage.dynamic.storageClass names storage class 'local-path', which this "
+        "stack does not define (it defines ['cephfs-shared']): claims would stay Pending."
+    ]
+
+
+def test_storage_classes_quiet(espsrc_report: PolicyReport) -> None:
+    assert fired(espsrc_report, "storage-classes-defined") == []
+
+
+def test_share_protected_fires() -> None:
+    def program() -> None:
+        openstack.sharedfilesystem.Share("homes", share_proto="CEPHFS", size=1)
+
+    report = check(custom(program))
+    assert fired(report, "share-protected") == [
+        "The share homes holds every user's home: it must be protected "
+        "(ResourceOptions(protect=True))."
+    ]
+    assert report.violations[0].resource == "homes"
+
+
+def test_share_protected_quiet(espsrc_report: PolicyReport) -> None:
+    assert fired(espsrc_report, "share-protected") == []
+
+
+@pytest.mark.parametrize("port", [80, None])
+def test_node_port_fires(port: int | None) -> None:
+    values = {"proxy": {"service": {"nodePorts": {"http": port}}}}
+    messages = fired(check(extra_values(values)), "node-port-in-range")
+    assert messages and f"proxy.service.nodePorts.http is {port!r}" in messages[0]
+
+
+def test_node_port_quiet(espsrc_report: PolicyReport) -> None:
+    assert fired(espsrc_report, "node-port-in-range") == []
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "kind"),
+    [
+        ("create", f"mount -o name=u,secret={fake_cephx_key('x')} src /mnt", "a cephx key"),
+        ("create", "mount -t ceph m:/p /mnt -o name=u,secret=hunter2", "a secret= mount option"),
+        ("delete", "echo '-----BEGIN OPENSSH PRIVATE KEY-----' > k", "a private key"),
+        (
+            "create",
+            "curl -u admin:planted-known-secret https://x",
+            "the value of one of the stack's secret config keys",
+        ),
+    ],
+)
+def test_no_secrets_in_commands_fires(field: str, text: str, kind: str) -> None:
+    def program() -> None:
+        steps: dict[str, Any] = {field: text}
+        command.remote.Command("leaky", connection=command.remote.ConnectionArgs(host="n"), **steps)
+
+    report = check(
+        custom(program), **{"no-secrets-in-commands": {"knownSecrets": ["planted-known-secret"]}}
+    )
+    messages = fired(report, "no-secrets-in-commands")
+    assert messages == [
+        f"The {field} of leaky carries {kind}: command lines and environments are logged and "
+        "kept in state; pass secrets on stdin."
+    ]
+
+
+def test_no_secrets_in_commands_quiet(espsrc_report: PolicyReport) -> None:
+    assert fired(espsrc_report, "no-secrets-in-commands") == []
+    assert secret_material("mount -o name=u,secretfile=/etc/ceph/x.secret") is None
+
+
+def test_reclaim_policy_fires_and_can_be_waived() -> None:
+    result = run(site(**{"storage.reclaimPolicy": "Delete"}))
+    report = check(result)
+    assert fired(report, "storage-reclaim-retain")
+    assert report.mandatory
+    waived = check(result, {"storage-reclaim-retain": {"enforcementLevel": "disabled"}})
+    assert fired(waived, "storage-reclaim-retain") == [] and waived.mandatory == []
+    assert waived.disabled == ["storage-reclaim-retain"]
+    softened = check(result, {"storage-reclaim-retain": "advisory"})
+    assert fired(softened, "storage-reclaim-retain") and softened.mandatory == []
+
+
+def test_reclaim_policy_quiet(espsrc_report: PolicyReport) -> None:
+    assert fired(espsrc_report, "storage-reclaim-retain") == []
+
+
+def test_allow_all_is_advisory(espsrc_report: PolicyReport) -> None:
+    [violation] = [v for v in espsrc_report.violations if v.policy == "allow-all-admits-everyone"]
+    assert violation.level == "advisory"
+    groups = run(
+        site(
+            **{
+                "hub.oauth.allowAll": False,
+                "hub.oauth.claimGroupsKey": "groups",
+                "hub.oauth.allowedGroups": ["ska"],
+            }
+        )
+    )
+    assert fired(check(groups), "allow-all-admits-everyone") == []
+
+
+def test_chart_version_is_advisory() -> None:
+    report = check(run(site(**{"hub.chartVersion": "4.0.0"})))
+    [violation] = [v for v in report.violations if v.policy == "chart-version-tested"]
+    assert violation.level == "advisory" and "4.0.0" in violation.message
+    assert report.mandatory == []
+
+
+def test_chart_version_quiet(espsrc_report: PolicyReport) -> None:
+    assert fired(espsrc_report, "chart-version-tested") == []
+
+
+# -- configuration ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            {"no-such-policy": "advisory"},
+            "policy config no-such-policy: is not a policy of this pack",
+        ),
+        (
+            {"pinned-images": "sometimes"},
+            "policy config pinned-images.enforcementLevel: 'sometimes' is not one of",
+        ),
+        (
+            {"required-oauth-scopes": {"requiredScopes": "openid"}},
+            "policy config required-oauth-scopes.requiredScopes: 'openid' is not of type 'array'",
+        ),
+        (
+            {"pinned-images": {"strict": True}},
+            "policy config pinned-images.strict: is not a setting of this policy",
+        ),
+    ],
+)
+def test_bad_policy_config_is_one_line(config: dict[str, Any], message: str) -> None:
+    with pytest.raises(PolicyConfigError) as err:
+        check(run(), config)
+    assert str(err.value).startswith(message)
+
+
+def test_all_key_sets_every_level() -> None:
+    report = check(run(site(**{"storage.reclaimPolicy": "Delete"})), {"all": "advisory"})
+    assert report.violations and report.mandatory == []
+
+
+# -- the engine's view: preview, secrets, the runbook ----------------------------------
+def test_which_rules_decide_in_a_first_preview() -> None:
+    """In a first preview nothing exists yet; the rules that matter still decide."""
+    result = run(preview=True).ok()
+    values = result.one("kubernetes:helm.sh/v3:Release").inputs["values"]
+    assert "unknown" in repr(values.value), "the release's values are unknown in preview"
+    report = check(result)
+    for important in (
+        "pinned-images",
+        "singleuser-resources",
+        "oauth-callback-matches-hub-url",
+        "required-oauth-scopes",
+        "storage-classes-defined",
+        "share-protected",
+        "node-port-in-range",
+        "storage-reclaim-retain",
+    ):
+        assert important in report.ran, important
+    # The mount commands embed the share's export path, known only once the share exists.
+    assert [name for name, _ in report.not_run] == ["no-secrets-in-commands"]
+    bad = run(
+        site(**{"hub.extraValues": {"singleuser": {"image": {"tag": "latest"}}}}), preview=True
+    )
+    assert fired(check(bad), "pinned-images"), "decided from the settings ConfigMap"
+
+
+def test_pinned_policy_sdk_private_api() -> None:
+    """The plan relies on pulumi_policy.proxy; pinned in policy/requirements.txt."""
+    assert version("pulumi-policy") == "1.21.0"
+    proxied = unknown_checking_proxy({"a": {"b": UNKNOWN_STRING_VALUE}})
+    with pytest.raises(UnknownValueError):
+        proxied["a"]["b"]
+
+
+def test_policies_see_secrets_unwrapped() -> None:
+    def program() -> None:
+        command.remote.Command(
+            "c",
+            connection=command.remote.ConnectionArgs(host="n"),
+            create=pulumi.Output.secret(f"mount -o secret={fake_cephx_key('y')}"),
+        )
+
+    report = check(custom(program))
+    assert fired(report, "no-secrets-in-commands"), "a secret Output in a command is still caught"
+
+
+def test_runbook_values_fail_the_plan(tmp_path: Path) -> None:
+    result = plan("runbook", "--stack-file", str(RUNBOOK), "--out", str(tmp_path), "--json")
+    assert result.returncode == 1, result.stderr
+    violations = json.loads(result.stdout)["violations"]
+    found = {(v["policy"], v["level"]) for v in violations}
+    assert {
+        ("pinned-images", "mandatory"),
+        ("oauth-callback-matches-hub-url", "mandatory"),
+        ("required-oauth-scopes", "mandatory"),
+        ("storage-classes-defined", "mandatory"),
+    } <= found
+    messages = " ".join(v["message"] for v in violations)
+    for expected in (
+        "'jupyter/minimal-notebook:latest'",
+        "'jupyter/datascience-notebook:latest'",
+        "is not https://",
+        "is not the hub URL + hub/oauth_callback",
+        "lack ['offline_access']",
+        "hub.db.pvc.storageClassName names storage class 'local-path'",
+        "singleuser.storage.dynamic.storageClass names storage class 'local-path'",
+    ):
+        assert expected in messages, expected
+
+
+def test_espsrc_plan_exits_0_with_a_policy_summary(tmp_path: Path) -> None:
+    result = plan("espsrc", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "Policies: 11 run, 0 mandatory violations, 1 advisory" in result.stdout
+
+
+def test_plan_policy_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "policy.json"
+    config.write_text(
+        json.dumps(
+            {
+                "pinned-images": "advisory",
+                "required-oauth-scopes": "advisory",
+                "oauth-callback-matches-hub-url": "disabled",
+                "storage-classes-defined": "advisory",
+            }
+        )
+    )
+    ok = plan(
+        "runbook",
+        "--stack-file",
+        str(RUNBOOK),
+        "--out",
+        str(tmp_path / "o"),
+        "--policy-config",
+        str(config),
+    )
+    assert ok.returncode == 0, ok.stdout
+    assert "disabled: oauth-callback-matches-hub-url" in ok.stdout
+    config.write_text("{not json")
+    bad = plan("espsrc", "--out", str(tmp_path / "p"), "--policy-config", str(config))
+    assert bad.returncode == 2 and "is not valid JSON" in bad.stderr
+
+
+def test_extra_values_cannot_carry_secrets() -> None:
+    from components.config import ConfigError
+
+    result = run(site(**{"hub.extraValues": {"proxy": {"secretToken": "abc"}}}))
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error) == (
+        "hub.extraValues.proxy.secretToken: carries a secret; secrets come only from secret "
+        "config or are generated, never from hub.extraValues"
+    )
+    assert "abc" not in str(result.error)

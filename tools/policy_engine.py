@@ -1,0 +1,228 @@
+"""Apply the policy pack to a program run, the way the Pulumi engine does in a preview.
+
+Resource policies see each resource's inputs; stack policies see all resources. Inputs
+reach the rules as the engine hands them over: camelCase, secrets unwrapped, and wrapped
+in pulumi_policy's unknown-checking proxy, so a rule that reads a value not known yet
+(in a first preview) is reported as not run instead of deciding on a guess.
+
+Configuration uses the file format of `pulumi preview --policy-pack-config`:
+`{"<policy>": "advisory" | {"enforcementLevel": ..., "<property>": ...}, "all": ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
+
+from tools.mockrun import ProgramRun, Unknown, reveal
+
+LEVELS = {level.value: level for level in EnforcementLevel}
+
+
+class PolicyConfigError(ValueError):
+    """The policy config file is invalid; the message is one line."""
+
+
+@dataclass
+class Violation:
+    policy: str
+    level: str
+    resource: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "level": self.level,
+            "resource": self.resource,
+            "message": self.message,
+        }
+
+
+@dataclass
+class PolicyReport:
+    violations: list[Violation] = field(default_factory=list)
+    not_run: list[tuple[str, str]] = field(default_factory=list)
+    """(policy, why) for rules that read a value unknown until resources exist."""
+    ran: list[str] = field(default_factory=list)
+    disabled: list[str] = field(default_factory=list)
+
+    @property
+    def mandatory(self) -> list[Violation]:
+        return [v for v in self.violations if v.level in ("mandatory", "remediate")]
+
+
+def _for_policy(value: Any) -> Any:
+    """Inputs as the engine gives them to policies: secrets plain, unknowns as sentinels."""
+    if isinstance(value, Unknown):
+        return UNKNOWN_STRING_VALUE
+    if isinstance(value, dict):
+        return {k: _for_policy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_for_policy(v) for v in value]
+    return value
+
+
+def policy_resources(run: ProgramRun) -> list[PolicyResource]:
+    by_urn: dict[str, PolicyResource] = {}
+    for res in run.resources:  # parents register before their children
+        by_urn[res.urn] = PolicyResource(
+            res.type,
+            unknown_checking_proxy(_for_policy(reveal(res.inputs))),
+            res.urn,
+            res.name,
+            PolicyResourceOptions(
+                protect=res.protect,
+                ignore_changes=res.ignore_changes,
+                delete_before_replace=res.delete_before_replace,
+                aliases=[],
+                custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
+                additional_secret_outputs=res.additional_secret_outputs,
+                parent=res.parent,
+            ),
+            None,
+            by_urn.get(res.parent or ""),
+            [],
+            {},
+        )
+    for res in run.resources:
+        resource = by_urn[res.urn]
+        resource.dependencies.extend(by_urn[u] for u in res.dependencies if u in by_urn)
+        for key, urns in res.property_dependencies.items():
+            resource.property_dependencies[key] = [by_urn[u] for u in urns if u in by_urn]
+    return list(by_urn.values())
+
+
+def load_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except OSError as err:
+        raise PolicyConfigError(
+            f"--policy-config {path}: cannot be read ({err.strerror})"
+        ) from None
+    except ValueError as err:
+        raise PolicyConfigError(f"--policy-config {path}: is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise PolicyConfigError(f"--policy-config {path}: is not a JSON object of policies")
+    return data
+
+
+def _settings(
+    policy: ResourceValidationPolicy | StackValidationPolicy, config: Mapping[str, Any]
+) -> tuple[EnforcementLevel, dict[str, Any]]:
+    level = policy.enforcement_level or EnforcementLevel.MANDATORY
+    properties: dict[str, Any] = {}
+    for key in ("all", policy.name):
+        entry = config.get(key)
+        if entry is None:
+            continue
+        if isinstance(entry, str):
+            entry = {"enforcementLevel": entry}
+        if not isinstance(entry, dict):
+            raise PolicyConfigError(f"policy config {key}: is not a level or an object")
+        if "enforcementLevel" in entry:
+            name = entry["enforcementLevel"]
+            if name not in LEVELS:
+                raise PolicyConfigError(
+                    f"policy config {key}.enforcementLevel: {name!r} is not one of "
+                    f"{', '.join(LEVELS)}"
+                )
+            level = LEVELS[name]
+        if key == policy.name:
+            properties.update({k: v for k, v in entry.items() if k != "enforcementLevel"})
+    schema = policy.config_schema
+    if properties:
+        known = schema.properties if schema else {}
+        for name, value in properties.items():
+            if name not in known:
+                raise PolicyConfigError(
+                    f"policy config {policy.name}.{name}: is not a setting of this policy"
+                    + (f"; it has {', '.join(known)}" if known else "")
+                )
+            try:
+                jsonschema.validate(value, known[name])
+            except jsonschema.ValidationError as err:
+                raise PolicyConfigError(
+                    f"policy config {policy.name}.{name}: {err.message}"
+                ) from None
+    return level, properties
+
+
+def _on(urn: str, report: Callable[..., None]) -> Callable[[str, str | None], None]:
+    """A resource policy's report function: violations name the resource validated."""
+
+    def report_for(message: str, other: str | None = None) -> None:
+        report(message, other or urn)
+
+    return report_for
+
+
+def evaluate(
+    run: ProgramRun,
+    policies: Iterable[ResourceValidationPolicy | StackValidationPolicy],
+    config: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+) -> PolicyReport:
+    """Run every policy; `extra` adds settings that never come from a file (known secrets)."""
+    config = config or {}
+    known = {p.name for p in policies} | {"all"}
+    for key in config:
+        if key not in known:
+            raise PolicyConfigError(f"policy config {key}: is not a policy of this pack")
+    resources = policy_resources(run)
+    names = {r.urn: r.name for r in resources}
+    report = PolicyReport()
+    for policy in policies:
+        level, properties = _settings(policy, config)
+        if level is EnforcementLevel.DISABLED:
+            report.disabled.append(policy.name)
+            continue
+        properties = {**properties, **(extra or {}).get(policy.name, {})}
+
+        def violation(
+            message: str,
+            urn: str | None = None,
+            *,
+            _policy: str = policy.name,
+            _level: str = level.value,
+        ) -> None:
+            report.violations.append(Violation(_policy, _level, names.get(urn or ""), message))
+
+        try:
+            if isinstance(policy, StackValidationPolicy):
+                policy.validate(StackValidationArgs(resources, properties), violation)
+            else:
+                for resource in resources:
+                    args = ResourceValidationArgs(
+                        resource.resource_type,
+                        resource.props,
+                        resource.urn,
+                        resource.name,
+                        resource.opts,
+                        None,
+                        properties,
+                    )
+                    policy.validate(args, _on(resource.urn, violation))
+        except UnknownValueError as err:
+            report.not_run.append((policy.name, err.message))
+            continue
+        report.ran.append(policy.name)
+    return report
