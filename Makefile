@@ -23,7 +23,7 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed-run
 	touch $@
 
 test-deps:
-	bash tools/install-test-deps.sh e2e haproxy
+	bash tools/install-test-deps.sh e2e haproxy login
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -4,7 +4,7 @@
 # Usage: tools/install-test-deps.sh GROUP [GROUP...]
 #   e2e      real single-node Ceph cluster plus sshd test hosts (tests/e2e)
 #   haproxy  HAProxy config checks and runs
-#   login    browser login through HAProxy (headless Chromium)
+#   login    browser login through HAProxy (headless Chromium, NSS tools for its CA)
 #
 # Exits 0 without installing anything when it cannot (not root, no apt-get): the tests
 # that need the packages then skip and say why, instead of CI failing on a workstation.
@@ -30,7 +30,7 @@ for group in "$@"; do
             wanted+=(haproxy)
             ;;
         login)
-            wanted+=(chromium haproxy)
+            wanted+=(chromium haproxy libnss3-tools)
             ;;
         -h | --help)
             usage

@@ -1,0 +1,94 @@
+"""The configuration the program generates for a login test site: the seam of these tests.
+
+The login tests configure the hub and HAProxy with nothing but what the program itself
+produces. `generate()` describes the test site as the espsrc stack with its own host,
+base URL, NodePort, nodes and identity provider, runs the real program under mocks, and
+returns the chart's `hub.config` from the Helm release it registered and the two parts
+of its `haproxy_config` output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tests.sites import DELETE, SSH_KEY, run, site
+from tools.mockrun import reveal
+
+SCOPES = ("openid", "profile", "email", "offline_access")
+BACKEND_MARK = "# 2. A backend of its own:\n"
+
+
+@dataclass(frozen=True)
+class HaproxySnippet:
+    frontend: str
+    """Lines for the site's TLS frontend."""
+    backend: str
+    """A complete backend section."""
+
+
+@dataclass(frozen=True)
+class Generated:
+    hub_config: dict[str, dict[str, Any]]
+    haproxy: HaproxySnippet
+    hub_url: str
+    callback_url: str
+
+
+def generate(
+    *,
+    hub_host: str,
+    base_url: str,
+    node_port: int,
+    nodes: Mapping[str, str],
+    client_id: str,
+    client_secret: str,
+    authorize_url: str,
+    token_url: str,
+    userdata_url: str,
+    login_service: str,
+    allowed_groups: Sequence[str] | None = None,
+) -> Generated:
+    """Run the program for a site like espsrc but pointing at the test's chain.
+
+    `allowed_groups=None` keeps espsrc's `allowAll`; a list admits only those groups,
+    read from the `groups` claim.
+    """
+    changes: dict[str, Any] = {
+        "site.hubHost": hub_host,
+        "hub.baseUrl": base_url,
+        "hub.nodePort": node_port,
+        "hub.logo": DELETE,
+        "nodes.hosts": [{"name": name, "address": addr} for name, addr in nodes.items()],
+        "hub.oauth.loginService": login_service,
+        "hub.oauth.clientId": client_id,
+        "hub.oauth.authorizeUrl": authorize_url,
+        "hub.oauth.tokenUrl": token_url,
+        "hub.oauth.userdataUrl": userdata_url,
+        "hub.oauth.scopes": list(SCOPES),
+        # oidc-provider issues a refresh token for offline_access only with consent.
+        "hub.oauth.extraAuthorizeParams": {"prompt": "consent"},
+    }
+    if allowed_groups is not None:
+        changes.update(
+            {
+                "hub.oauth.allowAll": False,
+                "hub.oauth.claimGroupsKey": "groups",
+                "hub.oauth.allowedGroups": list(allowed_groups),
+            }
+        )
+    result = run(
+        site(**changes), {"oauthClientSecret": client_secret, "sshPrivateKey": SSH_KEY}
+    ).ok()
+    values = reveal(result.one("kubernetes:helm.sh/v3:Release").inputs["values"])
+    text = result.outputs["haproxy_config"]
+    frontend, mark, backend = text.partition(BACKEND_MARK)
+    if not mark:
+        raise ValueError("haproxy_config has no backend part")
+    return Generated(
+        hub_config=values["hub"]["config"],
+        haproxy=HaproxySnippet(frontend=frontend, backend=backend),
+        hub_url=str(result.outputs["hub_url"]),
+        callback_url=str(result.outputs["oauth_callback_url"]),
+    )
