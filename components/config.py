@@ -364,6 +364,15 @@ class HubSettings(_Model):
     singleuser: SingleuserSettings
     profiles: list[Profile] = Field(default_factory=list, description="server options")
     logo: str | None = Field(default=None, description="PNG file in this repository")
+    adopt_release: bool = Field(
+        default=False,
+        description="import the existing release namespace/release (and its namespace)",
+    )
+    db_storage_class: DnsName | None = Field(
+        default=None,
+        description="storage class of the hub database volume; an adopted release keeps the "
+        "class its volume already has (immutable); default: storage.className",
+    )
     extra_values: dict[str, Any] = Field(
         default_factory=dict,
         description="chart values merged over the generated ones (maps merge, lists replace)",
@@ -460,6 +469,19 @@ class ShareSettings(_Model):
     existing_id: OpenStackId | None = Field(
         default=None, description="id of an existing share to adopt instead of creating one"
     )
+    access_rule_id: OpenStackId | None = Field(
+        default=None, description="id of the existing cephx access rule to adopt"
+    )
+
+    @model_validator(mode="after")
+    def _rule_of_an_adopted_share(self) -> ShareSettings:
+        if self.access_rule_id and not self.existing_id:
+            raise KeyedError(
+                "accessRuleId",
+                self.access_rule_id,
+                "adopts a rule of an existing share: set share.existingId too",
+            )
+        return self
 
 
 class StorageSettings(_Model):

@@ -144,7 +144,7 @@ def chart_values(
         "hub": {
             "baseUrl": hub.base_url,
             "config": hub_config(hub, callback_url, in_config),
-            "db": {"pvc": {"storageClassName": storage_class}},
+            "db": {"pvc": {"storageClassName": hub.db_storage_class or storage_class}},
         },
         "singleuser": {
             "defaultUrl": singleuser.default_url,

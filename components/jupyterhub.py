@@ -67,7 +67,10 @@ class JupyterHub(pulumi.ComponentResource):
                 name=hub.namespace,
                 annotations={HUB_URL_ANNOTATION: args.hub_url},
             ),
-            opts=child,
+            # An adopted release's namespace exists already.
+            opts=pulumi.ResourceOptions(
+                parent=self, import_=hub.namespace if hub.adopt_release else None
+            ),
         )
 
         # A fresh token on every run would restart the proxy and drop every user's route;
@@ -134,7 +137,12 @@ class JupyterHub(pulumi.ComponentResource):
                 cleanup_on_fail=True,
                 timeout=hub.timeout_seconds,
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=release_depends_on),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=release_depends_on,
+                # Helm's own id for a release: <namespace>/<name>.
+                import_=f"{hub.namespace}/{hub.release}" if hub.adopt_release else None,
+            ),
         )
 
         self.namespace = self.namespace_resource.metadata.name

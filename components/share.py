@@ -65,7 +65,15 @@ class CephFSShare(pulumi.ComponentResource):
             access_type="cephx",
             access_to=settings.ceph_user,
             access_level="rw",
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The provider's import id for an access rule is <share id>/<rule id>.
+                import_=(
+                    f"{settings.existing_id}/{settings.access_rule_id}"
+                    if settings.access_rule_id
+                    else None
+                ),
+            ),
         )
 
         self.export_path = self.share.export_locations.apply(preferred_export_path)

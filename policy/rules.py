@@ -312,19 +312,68 @@ def _allow_all(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
 
 def _storage_classes_defined(args: StackValidationArgs, report: ReportViolation) -> None:
     defined = {_metadata_name(r)[0] for r in args.resources if r.resource_type == STORAGE_CLASS}
+    # Classes that exist outside the stack on purpose: an adopted release's database
+    # volume keeps the class it was created with.
+    external = set((args.get_config() or {}).get("externalClasses", []))
     for hub in hubs(args.resources):
         for where in (
             ("hub", "db", "pvc", "storageClassName"),
             ("singleuser", "storage", "dynamic", "storageClass"),
         ):
             name = dig(hub.values, *where)
-            if name and name not in defined:
+            if name and name not in defined | external:
                 report(
                     f"{'.'.join(where)} names storage class '{name}', which this stack does not "
                     f"define (it defines {sorted(n for n in defined if n)}): claims would stay "
-                    "Pending.",
+                    "Pending. A class that exists outside the stack on purpose goes in this "
+                    "policy's externalClasses.",
                     hub.release.urn,
                 )
+
+
+# -- adopted resources ------------------------------------------------------------------------
+# Inputs that name what is adopted (or only steer the operation): the import matches on
+# these. Anything else the program sets changes the running resource on the first `up`.
+IDENTITY_INPUTS = {
+    SHARE: {"name", "shareProto", "shareType", "size"},
+    "openstack:sharedfilesystem/shareAccess:ShareAccess": {
+        "shareId", "accessType", "accessTo", "accessLevel",
+    },
+    NAMESPACE: {"apiVersion", "kind", "metadata.name"},
+    RELEASE: {
+        "name", "namespace", "chart", "version", "repositoryOpts", "createNamespace",
+        "cleanupOnFail", "timeout", "compat",
+    },
+}  # fmt: skip
+
+
+def _changed_inputs(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    identity = IDENTITY_INPUTS.get(resource_type, set())
+    changed = []
+    for key in props:
+        if key == "metadata" and isinstance(props[key], Mapping):
+            changed += [
+                f"metadata.{inner}"
+                for inner in props[key]
+                if f"metadata.{inner}" not in identity and inner != "namespace"
+            ]
+        elif key not in identity:
+            changed.append(key)
+    return sorted(changed)
+
+
+def _adopted_resources(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    adopted = dict((args.get_config() or {}).get("adopted", {}))
+    if args.name not in adopted:
+        return
+    changed = _changed_inputs(args.resource_type, args.props)
+    if changed:
+        report(
+            f"{args.name} is adopted (import {adopted[args.name]}); besides importing it, the "
+            f"first `pulumi up` updates {', '.join(changed)}. Check the preview's diff of "
+            "these against the running resource before `pulumi up`.",
+            None,
+        )
 
 
 # -- resources ----------------------------------------------------------------------------
@@ -435,6 +484,11 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         name="storage-classes-defined",
         description="Every storage class the Helm values name is defined in the same stack.",
         enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=PolicyConfigSchema(
+            properties={
+                "externalClasses": {"type": "array", "items": {"type": "string"}, "default": []}
+            }
+        ),
         validate=_storage_classes_defined,
     ),
     ResourceValidationPolicy(
@@ -471,6 +525,21 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         description="allow_all admits every account of the identity provider.",
         enforcement_level=EnforcementLevel.ADVISORY,
         validate=stack_rule(_allow_all),
+    ),
+    ResourceValidationPolicy(
+        name="adopted-resources-changed",
+        description="Adopted resources whose inputs the program would change on import.",
+        enforcement_level=EnforcementLevel.ADVISORY,
+        config_schema=PolicyConfigSchema(
+            properties={
+                "adopted": {
+                    "type": "object",
+                    "additionalProperties": {"type": "string"},
+                    "default": {},
+                }
+            }
+        ),
+        validate=_adopted_resources,
     ),
     ResourceValidationPolicy(
         name="chart-version-tested",

@@ -158,11 +158,10 @@ BAD: list[tuple[str, Any, str]] = [
         "choose another name",
     ),
     (
-        "hub.nodeport",
-        31090,
-        "hub.nodeport: is not a known setting; did you mean nodePort? expected one of baseUrl, "
-        "chartVersion, extraValues, logo, namespace, nodePort, oauth, profiles, release, "
-        "singleuser, timeoutSeconds",
+        "share.sizeGB",
+        20480,
+        "share.sizeGB: is not a known setting; did you mean sizeGb? expected one of "
+        "accessRuleId, cephUser, existingId, name, shareType, sizeGb",
     ),
     (
         "hub.oauth.clientId",

@@ -184,8 +184,11 @@ def test_storage_classes_fires() -> None:
     messages = fired(check(extra_values(values)), "storage-classes-defined")
     assert messages == [
         "singleuser.storage.dynamic.storageClass names storage class 'local-path', which this "
-        "stack does not define (it defines ['cephfs-shared']): claims would stay Pending."
+        "stack does not define (it defines ['cephfs-shared']): claims would stay Pending. A "
+        "class that exists outside the stack on purpose goes in this policy's externalClasses."
     ]
+    external = {"storage-classes-defined": {"externalClasses": ["local-path"]}}
+    assert fired(check(extra_values(values), external), "storage-classes-defined") == []
 
 
 def test_storage_classes_quiet(espsrc_report: PolicyReport) -> None:
@@ -400,7 +403,7 @@ def test_runbook_values_fail_the_plan(tmp_path: Path) -> None:
 def test_espsrc_plan_exits_0_with_a_policy_summary(tmp_path: Path) -> None:
     result = plan("espsrc", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "Policies: 11 run, 0 mandatory violations, 1 advisory" in result.stdout
+    assert "Policies: 12 run, 0 mandatory violations, 1 advisory" in result.stdout
 
 
 def test_plan_policy_config_file(tmp_path: Path) -> None:
@@ -441,3 +444,19 @@ def test_extra_values_cannot_carry_secrets() -> None:
         "config or are generated, never from hub.extraValues"
     )
     assert "abc" not in str(result.error)
+
+
+def test_adopted_resources_changed_fires_and_stays_quiet() -> None:
+    adopted = run(site(**{"hub.adoptRelease": True}))
+    report = check(
+        adopted,
+        **{"adopted-resources-changed": {"adopted": {"hub-release": "jhub-srcnet/jhub"}}},
+    )
+    [message] = fired(report, "adopted-resources-changed")
+    assert message.startswith("hub-release is adopted (import jhub-srcnet/jhub); besides")
+    assert "updates values" in message
+    share_only = check(
+        run(site(**{"share.existingId": "3f1c2a9e-5b7d-4c8e-9a0f-1b2c3d4e5f60"})),
+        **{"adopted-resources-changed": {"adopted": {"share-share": "3f1c2a9e"}}},
+    )
+    assert fired(share_only, "adopted-resources-changed") == [], "the share is imported as is"

@@ -272,7 +272,12 @@ def apply_policies(plan: Plan, policy_config: Path | None) -> None:
             plan.run,
             POLICIES,
             load_config(policy_config),
-            extra={"no-secrets-in-commands": {"knownSecrets": plan.known_secrets}},
+            extra={
+                "no-secrets-in-commands": {"knownSecrets": plan.known_secrets},
+                "adopted-resources-changed": {
+                    "adopted": {r.name: r.import_id for r in plan.run.resources if r.import_id}
+                },
+            },
         )
     except PolicyConfigError as err:
         raise PlanError(str(err)) from None
