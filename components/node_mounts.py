@@ -10,6 +10,7 @@ other order would let the old step's delete remove the new mount's key and fstab
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_command as command
@@ -58,9 +59,11 @@ class NodeMounts(pulumi.ComponentResource):
                 per_dial_timeout=PER_DIAL_TIMEOUT,
             )
 
+        # One Output for what every node's scripts need, shared by all the nodes.
+        share = pulumi.Output.all(args.export_path, args.ceph_user)
         self.commands = {}
         for host in nodes.hosts:
-            self.commands[host.name] = self._mount(name, args, host, proxy)
+            self.commands[host.name] = self._mount(name, args, host, proxy, share)
 
         self.nodes = pulumi.Output.from_input([h.name for h in nodes.hosts])
         self.register_outputs({"nodes": self.nodes})
@@ -71,10 +74,12 @@ class NodeMounts(pulumi.ComponentResource):
         args: NodeMountsArgs,
         host: NodeHost,
         proxy: command.remote.ProxyConnectionArgs | None,
+        share: pulumi.Output[list[Any]],
     ) -> command.remote.Command:
         nodes = args.nodes
 
-        def settings(export_path: str, ceph_user: str) -> MountSettings:
+        def settings(values: list[Any]) -> MountSettings:
+            export_path, ceph_user = values
             return MountSettings(
                 node_name=host.name,
                 export_path=export_path,
@@ -84,9 +89,6 @@ class NodeMounts(pulumi.ComponentResource):
                 install_packages=nodes.install_packages,
             )
 
-        mount = pulumi.Output.all(args.export_path, args.ceph_user).apply(
-            lambda v: settings(v[0], v[1])
-        )
         return command.remote.Command(
             f"{name}-{host.name}",
             connection=command.remote.ConnectionArgs(
@@ -99,8 +101,12 @@ class NodeMounts(pulumi.ComponentResource):
                 dial_error_limit=DIAL_ERROR_LIMIT,
                 per_dial_timeout=PER_DIAL_TIMEOUT,
             ),
-            create=mount.apply(lambda m: remote_command(m.create_script(), nodes.ssh_user)),
-            delete=mount.apply(lambda m: remote_command(m.delete_script(), nodes.ssh_user)),
+            create=share.apply(
+                lambda v: remote_command(settings(v).create_script(), nodes.ssh_user)
+            ),
+            delete=share.apply(
+                lambda v: remote_command(settings(v).delete_script(), nodes.ssh_user)
+            ),
             stdin=args.access_key,
             triggers=[
                 args.export_path,

@@ -47,10 +47,21 @@ def render(name: str, settings: dict[str, str]) -> str:
     return "\n".join(lines) + "\n" + body
 
 
+_RUNNERS = ("bash -c ", "sudo -n bash -c ")
+
+
 def remote_command(script: str, ssh_user: str) -> str:
     """The command line that runs `script` as root on a node reached as `ssh_user`."""
-    runner = "bash -c" if ssh_user == "root" else "sudo -n bash -c"
-    return f"{runner} {shlex.quote(script)}"
+    runner = _RUNNERS[0] if ssh_user == "root" else _RUNNERS[1]
+    return runner + shlex.quote(script)
+
+
+def script_of(command: str) -> str:
+    """The script a `remote_command` line runs (its inverse, without a full shell parse)."""
+    for runner in _RUNNERS:
+        if command.startswith(runner + "'") and command.endswith("'"):
+            return command[len(runner) + 1 : -1].replace("'\"'\"'", "'")
+    raise ValueError("not a command line made by remote_command")
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 # RFC 1123 label, as Kubernetes uses it for namespaces, release and node names.
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _SAFE_PATH = re.compile(r"/[A-Za-z0-9._/-]*")
+_PATH_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _UNIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _CEPH_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _OPENSTACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
@@ -90,29 +90,34 @@ def https_url(value: str) -> str:
 
 
 def abs_path(value: str) -> str:
-    """An absolute path with no surprises for a shell or for fstab."""
-    parts = PurePosixPath(value).parts
+    """An absolute path with no surprises for a shell or for fstab.
+
+    Every part starts with a letter, digit or '_' (no '-' an option parser would take, no
+    hidden or '.'/'..' parts), the rule the node scripts check again on the node.
+    """
     if (
-        not _full(_SAFE_PATH, value)
-        or value == "/"
+        len(value) > 255
+        or _SAFE_PATH.fullmatch(value) is None
         or value.endswith("/")
-        or "//" in value
-        or any(p in (".", "..") or p.startswith("-") for p in parts[1:])
-        or len(value) > 255
+        or not all(_PATH_PART.fullmatch(p) for p in value.split("/")[1:])
     ):
         raise ValueError(
-            "is not an absolute path such as /mnt/k8s-shared (letters, digits, '.', '_', '-' "
-            "and '/'; no trailing '/', no '.' or '..' parts, not '/')"
+            "is not an absolute path such as /mnt/k8s-shared (parts of letters, digits, "
+            "'.', '_' and '-', each starting with a letter, digit or '_'; no trailing '/')"
         )
     return value
 
 
 def url_path(value: str) -> str:
     """A URL path that starts and ends with '/', as the chart's baseUrl."""
-    if not value.startswith("/") or not value.endswith("/") or "//" in value:
-        raise ValueError("is not a URL path that starts and ends with '/', such as / or /jhub/")
+    bad = ValueError("is not a URL path that starts and ends with '/', such as / or /jhub/")
+    if not value.startswith("/") or not value.endswith("/"):
+        raise bad
     if value != "/":
-        abs_path(value[:-1])
+        try:
+            abs_path(value[:-1])
+        except ValueError:
+            raise bad from None
     return value
 
 
@@ -171,7 +176,7 @@ def quantity(value: str) -> str:
 
 
 def image_name(value: str) -> str:
-    if not _full(_IMAGE_NAME, value):
+    if len(value) > 255 or not _full(_IMAGE_NAME, value):
         raise ValueError(
             "is not an image name such as quay.io/jupyter/minimal-notebook (no tag here)"
         )
@@ -198,7 +203,7 @@ def image_ref(value: str) -> str:
     else:
         name, sep, tag = value.rpartition(":")
         ok = bool(sep) and "/" not in tag and tag != "latest" and _full(_IMAGE_TAG, tag)
-    if not ok or not _full(_IMAGE_NAME, name):
+    if not ok or len(name) > 255 or not _full(_IMAGE_NAME, name):
         raise ValueError(expected)
     return value
 

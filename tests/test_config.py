@@ -15,8 +15,8 @@ DNS_LABEL = (
 )
 HTTPS = "is not an https:// URL with a host name and no spaces or credentials"
 PATH = (
-    "is not an absolute path such as /mnt/k8s-shared (letters, digits, '.', '_', '-' and '/'; "
-    "no trailing '/', no '.' or '..' parts, not '/')"
+    "is not an absolute path such as /mnt/k8s-shared (parts of letters, digits, '.', '_' and "
+    "'-', each starting with a letter, digit or '_'; no trailing '/')"
 )
 
 # (key as written in Pulumi.<site>.yaml, bad value, the whole expected message)

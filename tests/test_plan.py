@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from components.node_scripts import remote_command, script_of
 from tests.sites import ROOT, chart_defaults, chart_schema, deep_merge, espsrc, run
 from tests.test_node_scripts import shellcheck
 
@@ -209,3 +211,12 @@ def test_two_plans_of_the_same_config_are_identical(tmp_path: Path) -> None:
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     for relative in files:
         assert (first / relative).read_bytes() == (second / relative).read_bytes(), relative
+
+
+@pytest.mark.parametrize("user", ["root", "ubuntu"])
+def test_script_of_inverts_remote_command(user: str) -> None:
+    script = "echo 'it''s' \"$X\" `a` $(b) \\\n"
+    command = remote_command(script, user)
+    assert script_of(command) == script == shlex.split(command)[-1]
+    with pytest.raises(ValueError, match="not a command line"):
+        script_of("rm -rf /")

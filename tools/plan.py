@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +68,10 @@ class Plan:
     def names(self) -> dict[str, str]:
         return {r.urn: r.name for r in self.run.resources}
 
+    @cached_property
+    def fake_output_names(self) -> list[str]:
+        return self.fake_outputs()
+
     def fake_outputs(self) -> list[str]:
         """Stack outputs whose value comes from a faked cloud output."""
         fakes: set[str] = set()
@@ -110,10 +114,15 @@ class Plan:
                 self.resource_entry(r) for r in sorted(self.run.resources, key=lambda r: r.name)
             ],
             "outputs": redact(self.run.outputs, SECRET_MARK),
-            "fakeOutputs": self.fake_outputs(),
+            "fakeOutputs": self.fake_output_names,
             "placeholders": [{"key": p.key, "reason": p.reason} for p in self.placeholders],
             "violations": self.violations,
         }
+
+    @cached_property
+    def _longest_first(self) -> list[str]:
+        # Longest first: a secret that contains another is replaced whole.
+        return sorted(self.secret_values, key=len, reverse=True)
 
     def scrub_data(self, value: Any) -> Any:
         """Structured data with every string holding a secret value replaced whole."""
@@ -121,14 +130,15 @@ class Plan:
             return {k: self.scrub_data(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self.scrub_data(v) for v in value]
-        if isinstance(value, str) and any(secret in value for secret in self.secret_values):
+        if isinstance(value, str) and any(secret in value for secret in self._longest_first):
             return SECRET_MARK
         return value
 
     def scrub(self, text: str) -> str:
         """Replace any secret value that found its way into text (defence in depth)."""
-        for value in sorted(self.secret_values, key=len, reverse=True):
-            text = text.replace(value, SECRET_MARK)
+        for value in self._longest_first:
+            if value in text:
+                text = text.replace(value, SECRET_MARK)
         return text
 
 
@@ -290,6 +300,7 @@ def _yaml(data: Any, sort_keys: bool = False) -> str:
 
 def rendered_files(plan: Plan) -> dict[str, str]:
     """Relative path -> text, for everything the program renders."""
+    from components.node_scripts import script_of
     from tools.manifests import is_kubernetes_object, manifest
 
     files: dict[str, str] = {}
@@ -306,7 +317,7 @@ def rendered_files(plan: Plan) -> dict[str, str]:
             for step in ("create", "delete"):
                 command = res.inputs.get(step)
                 if isinstance(command, str):
-                    files[f"scripts/{res.name}-{step}.sh"] = shlex.split(command)[-1]
+                    files[f"scripts/{res.name}-{step}.sh"] = script_of(command)
         elif is_kubernetes_object(res):
             kind = str(res.inputs.get("kind", res.type.rsplit(":", 1)[-1])).lower()
             files[f"manifests/{kind}-{res.name}.yaml"] = _yaml(plan.scrub_data(manifest(res)))
@@ -387,7 +398,7 @@ def _count_lines(run: ProgramRun) -> list[str]:
 
 
 def _output_lines(plan: Plan) -> list[str]:
-    fake = set(plan.fake_outputs())
+    fake = set(plan.fake_output_names)
     lines = ["Outputs:"]
     for name, value in redact(plan.run.outputs, SECRET_MARK).items():
         note = "  (fake: known only after the resource is created)" if name in fake else ""

@@ -1,0 +1,291 @@
+"""No input, however wrong, crashes the program or slips through.
+
+Random and mutated site configs either plan or are refused with the one-line message that
+names a key; hostile values in every field that reaches a shell, a URL, a Kubernetes name
+or the hub's config are refused or shown harmless; planted secrets appear in nothing the
+program or the plan emits.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from components.config import ConfigError, parse_site_config
+from components.node_scripts import MountSettings, remote_command
+from tests.sandbox import KEY, Sandbox, requires_sandbox
+from tests.sites import changed, espsrc, run
+from tests.test_plan import plan
+from tools.mockrun import reveal
+
+# The message starts with the key as written in the stack file: a top-level setting, then
+# its path (which may run through a map's own keys).
+KEY_LINE = re.compile(r"^(site|hub|nodes|share|storage|secrets)([.\[][^\n]*?)?: ")
+BASE = espsrc()
+
+
+def leaf_paths(value: Any, path: str = "") -> list[str]:
+    """Every dotted key of the settings, down to the scalars."""
+    if isinstance(value, dict):
+        out = [path] if path else []
+        for key, inner in value.items():
+            out += leaf_paths(inner, f"{path}.{key}" if path else key)
+        return out
+    if isinstance(value, list):
+        out = [path]
+        for i, inner in enumerate(value):
+            out += leaf_paths(inner, f"{path}[{i}]")
+        return out
+    return [path]
+
+
+PATHS = leaf_paths(BASE)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.sampled_from([";", "$(id)", "`id`", "a\nb", "..", "-x", "latest", "", " ", "http://x"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def check_refusal_or_plan(settings_: dict[str, Any], full_program: bool) -> None:
+    try:
+        parsed = parse_site_config(settings_)
+    except ConfigError as err:
+        message = str(err)
+        assert "\n" not in message and "Traceback" not in message
+        assert KEY_LINE.match(message), message
+        if full_program:
+            result = run(settings_)
+            assert isinstance(result.error, ConfigError), repr(result.error)
+            assert result.resources == []
+        return
+    assert parsed.site.hub_host
+    if full_program:
+        run(settings_).ok()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(PATHS), value=values)
+def test_mutated_configs_are_refused_in_one_line_or_valid(path: str, value: Any) -> None:
+    check_refusal_or_plan(changed(BASE, {path: value}), full_program=False)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(PATHS), value=values, second=st.sampled_from(PATHS), other=values)
+def test_mutated_configs_through_the_whole_program(
+    path: str, value: Any, second: str, other: Any
+) -> None:
+    """Through the program too: a refusal registers nothing; a valid config plans."""
+    try:
+        settings_ = changed(BASE, {path: value})
+        settings_ = changed(settings_, {second: other})
+    except (TypeError, KeyError, IndexError):
+        settings_ = changed(BASE, {path: value})
+    check_refusal_or_plan(settings_, full_program=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    section=st.sampled_from(["site", "hub", "nodes", "share", "storage", "secrets"]),
+    value=values,
+)
+def test_random_sections_are_refused_in_one_line(section: str, value: Any) -> None:
+    settings_ = copy.deepcopy(BASE)
+    settings_[section] = value
+    check_refusal_or_plan(settings_, full_program=False)
+
+
+# -- hostile values ----------------------------------------------------------------------
+HOSTILE = {
+    "semicolon": "a;reboot",
+    "command substitution": "$(touch /tmp/jhp-pwned)",
+    "backticks": "`touch /tmp/jhp-pwned`",
+    "newline": "a\nb",
+    "space": "a b",
+    "dot-dot": "..",
+    "leading dash": "-rf",
+    "very long": "a" * 300,
+    "look-alike": "n\u043etebook",
+    "empty": "",
+}
+# Fields whose values reach a shell command, a URL, or a Kubernetes or OpenStack name.
+REFUSED_FIELDS = [
+    "site.name",
+    "site.hubHost",
+    "hub.namespace",
+    "hub.release",
+    "hub.baseUrl",
+    "hub.oauth.authorizeUrl",
+    "hub.oauth.tokenUrl",
+    "hub.oauth.userdataUrl",
+    "hub.oauth.usernameClaim",
+    "hub.singleuser.image.name",
+    "hub.singleuser.image.tag",
+    "hub.profiles[1].image",
+    "nodes.mountPath",
+    "nodes.sshUser",
+    "nodes.hosts[0].name",
+    "nodes.hosts[0].address",
+    "nodes.hosts[0].hostKey",
+    "share.name",
+    "share.shareType",
+    "share.cephUser",
+    "storage.className",
+    "storage.namespace",
+]
+
+
+@pytest.mark.parametrize("field", REFUSED_FIELDS)
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_hostile_values_are_refused(field: str, kind: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_site_config(changed(BASE, {field: HOSTILE[kind]}))
+    assert str(err.value).startswith(f"{field}: "), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+# Free text that only ever becomes a string in the hub's YAML config: accepted where it is
+# printable text, and carried verbatim (quoted by YAML), never interpreted.
+TEXT_FIELDS = {
+    "hub.oauth.loginService": ("hub", "config", "GenericOAuthenticator", "login_service"),
+    "hub.oauth.clientId": ("hub", "config", "GenericOAuthenticator", "client_id"),
+    "hub.oauth.userdataParams.state": (
+        "hub", "config", "GenericOAuthenticator", "userdata_params", "state",
+    ),
+    "hub.singleuser.extraEnv.JUPYTERHUB_SINGLEUSER_APP": (
+        "singleuser", "extraEnv", "JUPYTERHUB_SINGLEUSER_APP",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("field", sorted(TEXT_FIELDS))
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_hostile_text_is_refused_or_carried_verbatim(field: str, kind: str) -> None:
+    value = HOSTILE[kind]
+    result = run(changed(BASE, {field: value}))
+    if result.error is not None:
+        assert isinstance(result.error, ConfigError)
+        assert str(result.error).startswith(f"{field}: ")
+        assert result.resources == []
+        return
+    values = reveal(result.one("kubernetes:helm.sh/v3:Release").inputs["values"])
+    for key in TEXT_FIELDS[field]:
+        values = values[key]
+    assert values == value
+
+
+@requires_sandbox
+@pytest.mark.parametrize("mount_name", ["a..b", "-a", "a-", ".hidden-not", "x_y.z"])
+def test_accepted_odd_mount_paths_are_harmless(tmp_path: Path, mount_name: str) -> None:
+    """A mount path the config accepts runs as a path, nothing else, in the real script."""
+    mount_path = f"{tmp_path}/mnt/{mount_name}"
+    try:
+        parse_site_config(changed(BASE, {"nodes.mountPath": mount_path}))
+    except ConfigError:
+        return  # refused: harmless by construction
+    box = Sandbox(tmp_path / "box")
+    settings_ = MountSettings(
+        "node-a",
+        "198.51.100.11:6789:/volumes/_nogroup/a/b",
+        mount_path,
+        "spsrc-k8-cluster00",
+        "kernel",
+        install_packages=False,
+    )
+    result = box.run(remote_command(settings_.create_script(), "root"), stdin=KEY + "\n")
+    assert result.returncode == 0, result.stderr
+    assert Path(mount_path).is_dir()
+    assert box.mounts() == [f"ceph 198.51.100.11:6789:/volumes/_nogroup/a/b {mount_path}"]
+
+
+def test_no_pwned_file() -> None:
+    assert not Path("/tmp/jhp-pwned").exists()
+
+
+# -- planted secrets -----------------------------------------------------------------------
+def test_planted_secrets_appear_nowhere(tmp_path: Path) -> None:
+    oauth = "PLANTED-oauth-7c41d2e9"
+    ssh = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nPLANTED-ssh-0b9e55aa\n"
+        "-----END OPENSSH PRIVATE KEY-----"
+    )
+    out = tmp_path / "plan"
+    result = plan(
+        "espsrc", "--out", str(out), "--secret", f"oauthClientSecret={oauth}",
+        "--secret", f"sshPrivateKey={ssh}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads((out / "plan.json").read_text())
+    # Secrets the plan itself made up stand in for the cephx key and the proxy token.
+    program = run(espsrc(), {"oauthClientSecret": oauth, "sshPrivateKey": ssh}).ok()
+    made_up = [
+        reveal(
+            program.one("openstack:sharedfilesystem/shareAccess:ShareAccess").outputs["accessKey"]
+        ),
+        reveal(program.one("random:index/randomBytes:RandomBytes").outputs["hex"]),
+    ]
+    needles = [oauth, "PLANTED-ssh-0b9e55aa", *made_up]
+    haystacks = {"stdout": result.stdout, "stderr": result.stderr}
+    haystacks |= {str(p): p.read_text() for p in out.rglob("*") if p.is_file()}
+    haystacks["program outputs"] = json.dumps(program.outputs, default=str)
+    for res in program.resources:
+        haystacks[f"{res.name} plain inputs"] = json.dumps(_plain_parts(res.inputs), default=str)
+        haystacks[f"{res.name} plain outputs"] = json.dumps(_plain_parts(res.outputs), default=str)
+    assert document["resources"]
+    for needle in needles:
+        for where, text in haystacks.items():
+            assert needle not in text, f"secret found in {where}"
+
+
+def _plain_parts(value: Any) -> Any:
+    from tools.mockrun import Secret
+
+    if isinstance(value, Secret):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain_parts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_parts(v) for v in value]
+    return value
+
+
+def test_a_failing_plan_leaks_nothing(tmp_path: Path) -> None:
+    oauth = "PLANTED-oauth-fail-51aa"
+    bad = tmp_path / "Pulumi.bad.yaml"
+    bad.write_text(
+        "config:\n  jupyterhub-platform:hub:\n    nodePort: 80\n"
+        f"  jupyterhub-platform:note: {oauth}\n"
+    )
+    result = plan("bad", "--stack-file", str(bad), "--out", str(tmp_path / "o"),
+                  "--secret", f"oauthClientSecret={oauth}")  # fmt: skip
+    assert result.returncode == 2
+    assert oauth not in result.stdout + result.stderr
+
+
+@requires_sandbox
+def test_sandbox_scripts_never_echo_the_key(tmp_path: Path) -> None:
+    box = Sandbox(tmp_path)
+    settings_ = MountSettings(
+        "node-a", "198.51.100.11:6789:/volumes/_nogroup/a/b", box.mount_path(),
+        "spsrc-k8-cluster00", "kernel", install_packages=False,
+    )  # fmt: skip
+    for script in (settings_.create_script(), settings_.delete_script()):
+        result = box.run(remote_command(script, "root"), stdin=KEY + "\n")
+        assert KEY not in result.stdout + result.stderr
