@@ -386,20 +386,26 @@ def _share_protected(args: ResourceValidationArgs, report: ReportViolation) -> N
         )
 
 
-# base64 of a 28-byte cephx secret: 38 characters and "==" padding, starting "AQ".
-_CEPHX_KEY = re.compile(r"AQ[A-Za-z0-9+/]{36}==")
-_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
-_SECRET_OPTION = re.compile(r"(?<![A-Za-z0-9_])secret=")
+# One pass over a command line finds any of: a cephx key (base64 of a 28-byte secret: 38
+# characters and "==" padding, starting "AQ"), a private key block, a secret= mount option.
+_SECRET_PATTERN = re.compile(
+    r"(?P<cephx>AQ[A-Za-z0-9+/]{36}==)"
+    r"|(?P<private>-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)"
+    r"|(?P<option>(?<![A-Za-z0-9_])secret=)"
+)
+_SECRET_KINDS = {
+    "cephx": "a cephx key",
+    "private": "a private key",
+    "option": "a secret= mount option",
+}
 
 
 def secret_material(text: str, known: Sequence[str] = ()) -> str | None:
     """What kind of secret `text` carries, or None."""
-    if _CEPHX_KEY.search(text):
-        return "a cephx key"
-    if _PRIVATE_KEY.search(text):
-        return "a private key"
-    if _SECRET_OPTION.search(text):
-        return "a secret= mount option"
+    if _SECRET_PATTERN.search(text) is not None:  # the common case is one clean pass
+        found = {m.lastgroup for m in _SECRET_PATTERN.finditer(text)}
+        # The most specific kind first: `secret=AQ...==` is reported as the key it holds.
+        return next(_SECRET_KINDS[kind] for kind in _SECRET_KINDS if kind in found)
     if any(value and len(value) >= 8 and value in text for value in known):
         return "the value of one of the stack's secret config keys"
     return None

@@ -65,6 +65,7 @@ class Plan:
         return [v.as_dict() for v in self.policies.violations] if self.policies else []
 
     # -- views --------------------------------------------------------------------
+    @cached_property
     def names(self) -> dict[str, str]:
         return {r.urn: r.name for r in self.run.resources}
 
@@ -90,7 +91,7 @@ class Plan:
         ]
 
     def resource_entry(self, res: Registered) -> dict[str, Any]:
-        names = self.names()
+        names = self.names
         return {
             "type": res.type,
             "name": res.name,
