@@ -452,6 +452,13 @@ def _chart_version(args: ResourceValidationArgs, report: ReportViolation) -> Non
         )
 
 
+def string_list(name: str, default: list[str]) -> PolicyConfigSchema:
+    """A policy setting that is a list of strings."""
+    return PolicyConfigSchema(
+        properties={name: {"type": "array", "items": {"type": "string"}, "default": default}}
+    )
+
+
 POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
     StackValidationPolicy(
         name="pinned-images",
@@ -475,26 +482,14 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         name="required-oauth-scopes",
         description="The OAuth scopes include every scope the site requires.",
         enforcement_level=EnforcementLevel.MANDATORY,
-        config_schema=PolicyConfigSchema(
-            properties={
-                "requiredScopes": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "default": REQUIRED_SCOPES,
-                }
-            }
-        ),
+        config_schema=string_list("requiredScopes", REQUIRED_SCOPES),
         validate=stack_rule(_required_scopes),
     ),
     StackValidationPolicy(
         name="storage-classes-defined",
         description="Every storage class the Helm values name is defined in the same stack.",
         enforcement_level=EnforcementLevel.MANDATORY,
-        config_schema=PolicyConfigSchema(
-            properties={
-                "externalClasses": {"type": "array", "items": {"type": "string"}, "default": []}
-            }
-        ),
+        config_schema=string_list("externalClasses", []),
         validate=_storage_classes_defined,
     ),
     ResourceValidationPolicy(
@@ -513,11 +508,7 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         name="no-secrets-in-commands",
         description="No remote command carries secret material in its command line or environment.",
         enforcement_level=EnforcementLevel.MANDATORY,
-        config_schema=PolicyConfigSchema(
-            properties={
-                "knownSecrets": {"type": "array", "items": {"type": "string"}, "default": []}
-            }
-        ),
+        config_schema=string_list("knownSecrets", []),
         validate=_no_secrets_in_commands,
     ),
     ResourceValidationPolicy(
@@ -551,15 +542,7 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         name="chart-version-tested",
         description="The jupyterhub chart version is one this pack was tested against.",
         enforcement_level=EnforcementLevel.ADVISORY,
-        config_schema=PolicyConfigSchema(
-            properties={
-                "testedVersions": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "default": TESTED_CHART_VERSIONS,
-                }
-            }
-        ),
+        config_schema=string_list("testedVersions", TESTED_CHART_VERSIONS),
         validate=_chart_version,
     ),
 ]

@@ -23,7 +23,7 @@ from components.node_scripts import MountSettings, remote_command
 from tests.sandbox import KEY, Sandbox, requires_sandbox
 from tests.sites import changed, espsrc, run
 from tests.test_plan import plan
-from tools.mockrun import reveal
+from tools.mockrun import redact, reveal
 
 # The message starts with the key as written in the stack file: a top-level setting, then
 # its path (which may run through a map's own keys).
@@ -246,24 +246,12 @@ def test_planted_secrets_appear_nowhere(tmp_path: Path) -> None:
     haystacks |= {str(p): p.read_text() for p in out.rglob("*") if p.is_file()}
     haystacks["program outputs"] = json.dumps(program.outputs, default=str)
     for res in program.resources:
-        haystacks[f"{res.name} plain inputs"] = json.dumps(_plain_parts(res.inputs), default=str)
-        haystacks[f"{res.name} plain outputs"] = json.dumps(_plain_parts(res.outputs), default=str)
+        haystacks[f"{res.name} plain inputs"] = json.dumps(redact(res.inputs), default=str)
+        haystacks[f"{res.name} plain outputs"] = json.dumps(redact(res.outputs), default=str)
     assert document["resources"]
     for needle in needles:
         for where, text in haystacks.items():
             assert needle not in text, f"secret found in {where}"
-
-
-def _plain_parts(value: Any) -> Any:
-    from tools.mockrun import Secret
-
-    if isinstance(value, Secret):
-        return None
-    if isinstance(value, dict):
-        return {k: _plain_parts(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain_parts(v) for v in value]
-    return value
 
 
 def test_a_failing_plan_leaks_nothing(tmp_path: Path) -> None:

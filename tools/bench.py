@@ -185,6 +185,15 @@ def per_node(figures: dict[int, tuple[float, int]], low: int, high: int) -> floa
     return (figures[high][0] - figures[low][0]) / (high - low)
 
 
+def _table(figures: dict[int, tuple[float, int]]) -> list[str]:
+    rows = ["| nodes | wall time | peak memory |", "| ---: | ---: | ---: |"]
+    rows += [
+        f"| {count} | {seconds:.2f} s | {kb / 1024:.0f} MiB |"
+        for count, (seconds, kb) in sorted(figures.items())
+    ]
+    return rows
+
+
 def report(results: dict[str, Any]) -> str:
     floor_s, floor_kb = results["floor"]
     espsrc_s, espsrc_kb = results["espsrc"]
@@ -217,14 +226,7 @@ def report(results: dict[str, Any]) -> str:
         "",
         "## The plan as a site grows",
         "",
-        "| nodes | wall time | peak memory |",
-        "| ---: | ---: | ---: |",
-    ]
-    lines += [
-        f"| {count} | {seconds:.2f} s | {kb / 1024:.0f} MiB |"
-        for count, (seconds, kb) in sorted(plan.items())
-    ]
-    lines += [
+        *_table(plan),
         "",
         f"Time per added node: {ours_per_node * 1000:.2f} ms (3 to 300 nodes); "
         f"30 to 300: {per_node(plan, 30, 300) * 1000:.2f} ms.",
@@ -234,14 +236,7 @@ def report(results: dict[str, Any]) -> str:
         "The same resources, registered by a bare script under the SDK's stock mocks, with "
         "nothing of ours around them.",
         "",
-        "| nodes | wall time | peak memory |",
-        "| ---: | ---: | ---: |",
-    ]
-    lines += [
-        f"| {count} | {seconds:.2f} s | {kb / 1024:.0f} MiB |"
-        for count, (seconds, kb) in sorted(bare.items())
-    ]
-    lines += [
+        *_table(bare),
         "",
         f"SDK cost per node: {bare_per_node * 1000:.2f} ms; ours: {ours_per_node * 1000:.2f} ms: "
         f"**{ours_per_node / bare_per_node:.2f}x** (goal: at most 1.25x).",
