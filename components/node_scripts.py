@@ -99,6 +99,12 @@ class MountSettings:
         )
 
 
+VOLUME_ACTIONS = {"volume-setup.sh": "create", "volume-teardown.sh": "delete"}
+
+
 def volume_script(name: str, shared_path: str) -> str:
-    """The provisioner's setup or teardown script, bound to the shared path."""
-    return render(name, {"SHARED_PATH": shared_path})
+    """The provisioner's setup or teardown script: the shared guard, then the action."""
+    guarded = render(
+        "volume-guard.sh", {"SHARED_PATH": shared_path, "ACTION": VOLUME_ACTIONS[name]}
+    )
+    return guarded + _script(name)[1]
