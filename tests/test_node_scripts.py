@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import stat
 import subprocess
@@ -18,13 +19,17 @@ from components.node_scripts import (
     volume_script,
 )
 from tests.sandbox import KEY, Sandbox, requires_sandbox
-from tools.mockrun import FAKE_MONITORS
+from tools.mockrun import FAKE_MONITORS, fake_cephx_key
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 EXPORT = f"{FAKE_MONITORS}:/volumes/_nogroup/9f1c/6e33"
 OTHER_EXPORT = f"{FAKE_MONITORS}:/volumes/_nogroup/aaaa/bbbb"
 USER = "spsrc-k8-cluster00"
 SECRET = f"ceph/ceph.client.{USER}.secret"
+FUSE_KEYRING = f"ceph/jupyterhub-platform-{USER}.keyring"
+FUSE_CONF = f"ceph/jupyterhub-platform-{USER}.conf"
+# Well formed, but not the key the fake cluster accepts.
+WRONG_KEY = fake_cephx_key("not-the-access-rule")
 
 
 def shellcheck(path: Path, shell: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -155,13 +160,40 @@ def test_mount_failure_leaves_fstab_as_it_was(box: Sandbox) -> None:
 def test_wrong_key_fails_and_leaves_no_fstab_line(box: Sandbox) -> None:
     settings = settings_for(box)
     before = box.etc("fstab").read_bytes()
-    result = box.run(
-        remote_command(settings.create_script(), "root"),
-        stdin="AQBzb21lLW90aGVyLWtleS10aGF0LWlzLXdyb25nAA==\n",
-    )
+    result = box.run(remote_command(settings.create_script(), "root"), stdin=WRONG_KEY + "\n")
     assert result.returncode != 0
     assert "Permission denied" in result.stderr
+    assert f"the cluster refused client.{USER}" in result.stderr
     assert box.etc("fstab").read_bytes() == before
+    assert not box.etc(SECRET).exists(), "a failed first run leaves no key behind"
+    assert not Path(settings.mount_path).exists(), "nor the mount point it made"
+
+
+@requires_sandbox
+@pytest.mark.parametrize(
+    "key",
+    [
+        # The right characters, but not a cephx secret: ceph-fuse would print it back.
+        "AQBzb21lLW90aGVyLWtleS10aGF0LWlzLXdyb25nAA==",
+        # Says its secret is 32 bytes long, holds 16.
+        base64.b64encode(b"\x01\x00" + bytes(8) + b"\x20\x00" + bytes(range(16))).decode(),
+        "c2hvcnQ=",
+    ],
+)
+def test_a_key_that_is_not_a_cephx_secret_is_refused(box: Sandbox, key: str) -> None:
+    result = box.run(remote_command(settings_for(box).create_script(), "root"), stdin=key)
+    assert result.returncode != 0
+    assert "stdin does not hold a cephx key" in result.stderr
+    assert key not in result.stdout + result.stderr
+    assert box.mounts() == [] and box.calls() == []
+
+
+@requires_sandbox
+def test_the_key_needs_no_newline(box: Sandbox) -> None:
+    """pulumi-command writes the access key to stdin as is, without a newline."""
+    result = box.run(remote_command(settings_for(box).create_script(), "root"), stdin=KEY)
+    assert result.returncode == 0, result.stderr
+    assert box.etc(SECRET).read_text() == KEY + "\n"
 
 
 @requires_sandbox
@@ -275,6 +307,111 @@ def test_something_else_mounted_there_is_not_touched(box: Sandbox) -> None:
 
 
 @requires_sandbox
+def test_hand_mounted_kernel_share_is_adopted_without_unmounting(box: Sandbox) -> None:
+    """Issue 10: a node mounted by hand keeps its mount; its fstab line becomes ours."""
+    settings = settings_for(box)
+    Path(settings.mount_path).mkdir(parents=True)
+    hand_line = (
+        f"{EXPORT} {settings.mount_path}/ ceph "
+        f"name={USER},secretfile=/etc/ceph/hand.secret,_netdev,noatime 0 2"
+    )
+    box.write_etc("ceph/hand.secret", KEY + "\n")
+    box.write_etc(
+        "fstab", f"# by hand, from the runbook\n{hand_line}\nproc /proc proc defaults 0 0\n"
+    )
+    box.mounts_file.write_text(f"ceph {EXPORT} {settings.mount_path}\n")
+
+    result = create(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert "already mounted" in result.stdout and "fstab updated" in result.stdout
+    managed = (
+        f"{EXPORT} {settings.mount_path} ceph name={USER},secretfile=/etc/{SECRET},"
+        "noatime,_netdev,nofail 0 0"
+    )
+    assert fstab_lines_for(box, settings.mount_path) == [managed]
+    assert box.etc("fstab").read_text() == (
+        f"# by hand, from the runbook\nproc /proc proc defaults 0 0\n{managed}\n"
+    )
+    assert not any(call.startswith(("umount", "mount")) for call in box.calls())
+    assert box.mounts() == [f"ceph {EXPORT} {settings.mount_path}"]
+    assert box.etc("ceph/hand.secret").read_text() == KEY + "\n", "the runbook's file stays"
+
+
+@requires_sandbox
+def test_fuse_create_writes_its_own_files_and_one_fstab_line(box: Sandbox) -> None:
+    settings = settings_for(box, mount_client="fuse")
+    result = create(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"cephfs-mount[node-a]: {settings.mount_path} mounted (fuse client, "
+        f"/volumes/_nogroup/9f1c/6e33 from {FAKE_MONITORS}); fstab updated; kubelet guard: none"
+    ]
+    assert fstab_lines_for(box, settings.mount_path) == [
+        f"none {settings.mount_path} fuse.ceph ceph.id={USER},"
+        f"ceph.client_mountpoint=/volumes/_nogroup/9f1c/6e33,ceph.conf=/etc/{FUSE_CONF},"
+        f"ceph.keyring=/etc/{FUSE_KEYRING},ceph.no-mon-config,_netdev,nofail 0 0"
+    ]
+    keyring = box.etc(FUSE_KEYRING)
+    assert stat.S_IMODE(keyring.stat().st_mode) == 0o600
+    assert keyring.read_text() == f"[client.{USER}]\n\tkey = {KEY}\n"
+    conf = box.etc(FUSE_CONF).read_text()
+    assert f"\tmon host = {FAKE_MONITORS.replace(',', ' ')}\n" in conf
+    assert f"\tkeyring = /etc/{FUSE_KEYRING}\n" in conf
+    holders = [p for p in box.upper.rglob("*") if p.is_file() and KEY in p.read_text()]
+    assert holders == [keyring]
+    assert box.mounts() == [f"fuse.ceph-fuse ceph-fuse {settings.mount_path}"]
+    # No ceph-fuse process here to ask: the marker the first run left identifies the share.
+    again = create(box, settings)
+    assert again.returncode == 0, again.stderr
+    assert "already mounted" in again.stdout and "fstab unchanged" in again.stdout
+
+
+@requires_sandbox
+def test_fuse_mount_that_exits_0_without_mounting_fails(box: Sandbox) -> None:
+    """mount.fuse.ceph exits 0 when ceph-fuse fails; the script looks at what is mounted."""
+    settings = settings_for(box, mount_client="fuse")
+    before = box.etc("fstab").read_bytes()
+    result = box.run(remote_command(settings.create_script(), "root"), stdin=WRONG_KEY)
+    assert result.returncode != 0
+    assert f"error: mounting /volumes/_nogroup/9f1c/6e33 from {FAKE_MONITORS}" in result.stderr
+    assert "(13) Permission denied" in result.stderr
+    assert WRONG_KEY not in result.stdout + result.stderr
+    assert box.etc("fstab").read_bytes() == before
+    assert not box.etc(FUSE_KEYRING).exists() and not box.etc(FUSE_CONF).exists()
+    assert box.mounts() == []
+
+
+@requires_sandbox
+def test_unidentified_fuse_mount_is_left_alone(box: Sandbox) -> None:
+    """A ceph-fuse mount with no process or marker to say which share it is: refused."""
+    settings = settings_for(box, mount_client="fuse")
+    Path(settings.mount_path).mkdir(parents=True)
+    box.mounts_file.write_text(f"fuse.ceph-fuse ceph-fuse {settings.mount_path}\n")
+    before = box.etc("fstab").read_bytes()
+    result = create(box, settings)
+    assert result.returncode != 0
+    assert "neither a ceph-fuse process here nor the marker" in result.stderr
+    assert box.etc("fstab").read_bytes() == before
+    assert not any(call.startswith(("umount", "mount")) for call in box.calls())
+    (Path(settings.mount_path) / ".jupyterhub-platform-share").write_text("/volumes/other\n")
+    assert create(box, settings).returncode != 0, "a marker naming another share"
+
+
+@requires_sandbox
+def test_delete_removes_only_its_own_files(box: Sandbox) -> None:
+    box.write_etc("ceph/ceph.conf", "[global]\n\tmon host = 10.0.0.1\n")
+    box.write_etc(f"ceph/ceph.client.{USER}.keyring", f"[client.{USER}]\n\tkey = {KEY}\n")
+    settings = settings_for(box, mount_client="fuse")
+    assert create(box, settings).returncode == 0
+    result = delete(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in box.etc("ceph").iterdir()) == [
+        "ceph.client.spsrc-k8-cluster00.keyring",
+        "ceph.conf",
+    ]
+
+
+@requires_sandbox
 @pytest.mark.parametrize(
     "changes",
     [
@@ -330,6 +467,7 @@ def test_provisioner_refuses_a_volume_without_the_marker(tmp_path: Path) -> None
     vol = shared / "pvc-1_jhub_claim-alice"
     result = run_volume_script("volume-setup.sh", shared, vol)
     assert result.returncode != 0
+    assert "refusing to create volume" in result.stderr
     assert "the CephFS share is not mounted" in result.stderr
     assert not vol.exists()
 

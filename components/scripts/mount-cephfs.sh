@@ -19,9 +19,20 @@ readonly CEPH_DIR=/etc/ceph
 readonly FSTAB=/etc/fstab
 readonly MARKER_NAME=.jupyterhub-platform-share
 readonly DROPIN_NAME=50-jupyterhub-platform-share.conf
-# Bound every wait on the cluster, so an unreachable cluster fails the step instead of
-# hanging `pulumi up`.
-readonly MOUNT_TIMEOUT=60
+# How long this run's mount may wait for the cluster, set as the client's own limit
+# (the kernel's mount_timeout, ceph-fuse's client_mount_timeout) so that an unreachable
+# cluster fails the step with the client's error ("Connection timed out") instead of
+# hanging `pulumi up`. A healthy cluster answers in well under a second and a monitor
+# election takes a few seconds, so 20 s only gives up on a cluster really out of reach.
+# It is on this run's mount line only, not in fstab: see BOOT_MOUNT_TIMEOUT.
+readonly MOUNT_TIMEOUT=20
+# The hard bound on the whole mount command, for whatever the clients' limits miss.
+readonly MOUNT_DEADLINE=50
+# What a boot or a `mount -a` waits: longer, since the whole site may be coming back at
+# once, yet under systemd's 90 s for a mount unit, so the journal shows the client's own
+# error rather than a killed job. The kernel client's default is 60 s; ceph-fuse's (300 s)
+# is lowered to this in its conf.
+readonly BOOT_MOUNT_TIMEOUT=75
 
 say() { printf 'cephfs-mount[%s]: %s\n' "$NODE_NAME" "$*"; }
 fail() {
@@ -44,20 +55,61 @@ monitor='([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):[0-9]+'
 readonly MONITORS=${EXPORT_PATH%%:/*}
 readonly SHARE_PATH=/${EXPORT_PATH#*:/}
 readonly SECRET_FILE=$CEPH_DIR/ceph.client.$CEPH_USER.secret
-readonly FUSE_CONF=$CEPH_DIR/jupyterhub-platform-$CEPH_USER.conf
-readonly FUSE_KEYRING=$CEPH_DIR/ceph.client.$CEPH_USER.keyring
+# ceph-fuse's files carry this program's name, so they never overwrite (nor does the
+# unmount script delete) a ceph.conf or ceph.client.*.keyring written by hand or by other
+# tools. ceph-fuse names its cluster after its conf file, and $cluster.keyring is on its
+# default keyring path: the keyring is found even by a ceph-fuse run by hand with
+# --conf only (the conf and the fstab line name it as well).
+readonly FUSE_CLUSTER=jupyterhub-platform-$CEPH_USER
+readonly FUSE_CONF=$CEPH_DIR/$FUSE_CLUSTER.conf
+readonly FUSE_KEYRING=$CEPH_DIR/$FUSE_CLUSTER.keyring
 
 KEY=
 IFS= read -r KEY || true
-[[ $KEY =~ ^[A-Za-z0-9+/]{16,}={0,2}$ ]] || fail "stdin does not hold a cephx key"
+# A cephx secret is the base64 of: type (2 bytes), creation time (8), length (2, little
+# endian), then that many bytes of key. Anything else is refused here: ceph-fuse given a
+# key it cannot decode prints it in its error and then hangs instead of exiting.
+cephx_key_ok() {
+    local decoded bytes
+    decoded=$(printf '%s' "$KEY" | base64 -d 2>/dev/null | od -An -v -tu1 -w1) || return 1
+    mapfile -t bytes <<<"$decoded"
+    ((${#bytes[@]} > 12 && ${#bytes[@]} == 12 + bytes[10] + 256 * bytes[11]))
+}
+if ! [[ $KEY =~ ^[A-Za-z0-9+/]{16,}={0,2}$ ]] || ! cephx_key_ok; then
+    fail "stdin does not hold a cephx key"
+fi
+
+# Ceph echoes a key it cannot parse in its error messages: never pass its output on as is.
+scrub() { printf '%s' "${1//"$KEY"/<cephx key>}"; }
+
+# Until the share is mounted, a failed run removes what it created (key files, the mount
+# point), so it leaves the node as it found it; `undo` lists those paths.
+undo=()
+candidate=
+on_exit() {
+    local status=$? path
+    [[ -z $candidate ]] || rm -f "$candidate"
+    if ((status != 0)); then
+        for path in "${undo[@]}"; do
+            if [[ -d $path ]]; then
+                rmdir "$path" 2>/dev/null || true
+            else
+                rm -f "$path"
+            fi
+        done
+    fi
+}
+trap on_exit EXIT
 
 # Replace a file only when its content differs, atomically, with the given mode.
+# Returns 1 when the file already held exactly that content.
 put_file() {
     local path=$1 mode=$2 content=$3 tmp
     if [[ -f $path ]] && [[ "$(<"$path")" == "$content" ]]; then
         chmod "$mode" "$path"
         return 1
     fi
+    [[ -e $path ]] || undo+=("$path")
     tmp=$(mktemp "$(dirname "$path")/.jupyterhub-platform.XXXXXX")
     printf '%s\n' "$content" >"$tmp"
     chmod "$mode" "$tmp"
@@ -82,30 +134,95 @@ ensure_command() {
     command -v "$cmd" >/dev/null 2>&1 || fail "$package is installed but $cmd is still missing"
 }
 
-# What is mounted at MOUNT_PATH, as "FSTYPE SOURCE", or nothing.
+# What is mounted at MOUNT_PATH, as "FSTYPE SOURCE", or nothing. With mounts stacked
+# there, the last one is the one in use.
 mounted_here() {
-    findmnt -rn -o FSTYPE,SOURCE --mountpoint "$MOUNT_PATH" 2>/dev/null | head -n 1 || true
+    findmnt -rn -o FSTYPE,SOURCE --mountpoint "$MOUNT_PATH" 2>/dev/null | tail -n 1 || true
 }
 
-# Is the mount at MOUNT_PATH this share? The kernel client shows the export as its
-# source (old or new mount syntax); ceph-fuse shows only "ceph-fuse", so for it the
-# share's own root is compared through its ceph.* attributes when they are readable.
-is_this_share() {
-    local fstype=$1 source=$2
+# The CephFS path that the ceph-fuse process serving MOUNT_PATH mounted, from its command
+# line (`--client_mountpoint=P`, as mount.fuse.ceph passes it, or `-r P` by hand), or
+# nothing. Only processes in this mount namespace count: one in a container, or another
+# node sharing this pid namespace, may serve the same path somewhere else.
+fuse_root() {
+    local ns proc comm args arg i serves root
+    ns=$(readlink /proc/self/ns/mnt) || return 0
+    for proc in /proc/[0-9]*; do
+        comm=
+        read -r comm 2>/dev/null <"$proc/comm" || continue
+        [[ $comm == ceph-fuse ]] || continue
+        [[ $(readlink "$proc/ns/mnt" 2>/dev/null) == "$ns" ]] || continue
+        mapfile -d '' -t args 2>/dev/null <"$proc/cmdline" || continue
+        serves=no root=
+        for ((i = 1; i < ${#args[@]}; i++)); do
+            arg=${args[i]}
+            case $arg in
+                --client_mountpoint=* | --client-mountpoint=*) root=${arg#*=} ;;
+                --client_mountpoint | --client-mountpoint | -r)
+                    root=${args[i + 1]:-}
+                    i=$((i + 1))
+                    ;;
+                -*) ;;
+                *) [[ ${arg%/} != "$MOUNT_PATH" ]] || serves=yes ;;
+            esac
+        done
+        if [[ $serves == yes && -n $root ]]; then
+            root=${root%/}
+            printf '%s' "${root:-/}"
+            return 0
+        fi
+    done
+}
+
+# Is the mount at MOUNT_PATH ("FSTYPE SOURCE") this share: yes, no, or unknown. The
+# kernel client shows the export as its source (old or new mount syntax); ceph-fuse shows
+# only "ceph-fuse", so its process is asked, and failing that the marker this script
+# leaves on the share. Which client made the mount does not matter: a share mounted by
+# hand with the other client is still the share, and is kept.
+identify() {
+    local fstype=$1 source=$2 root marker
     case $fstype in
-        ceph) [[ $source == *":$SHARE_PATH" || $source == *"=$SHARE_PATH" ]] ;;
-        fuse.ceph-fuse | fuse.ceph) [[ $MOUNT_CLIENT == fuse ]] ;;
-        *) return 1 ;;
+        ceph)
+            if [[ $source == *":$SHARE_PATH" || $source == *"=$SHARE_PATH" ]]; then
+                echo yes
+            else
+                echo no
+            fi
+            ;;
+        fuse.ceph-fuse | fuse.ceph)
+            root=$(fuse_root)
+            if [[ -n $root ]]; then
+                if [[ $root == "$SHARE_PATH" ]]; then echo yes; else echo no; fi
+                return 0
+            fi
+            # A hung mount must not hang the step: the read is bounded.
+            marker=$(timeout 10 cat "$MOUNT_PATH/$MARKER_NAME" 2>/dev/null) || true
+            if [[ $marker == "$SHARE_PATH" ]]; then echo yes; else echo unknown; fi
+            ;;
+        *) echo no ;;
     esac
 }
 
-# fstab without any line for MOUNT_PATH, plus the managed line.
+# fstab without any line for MOUNT_PATH (however it is spelled: a hand-written line may
+# end it with a slash), plus the managed line.
 fstab_with_line() {
     local line=$1
     if [[ -f $FSTAB ]]; then
-        awk -v mp="$MOUNT_PATH" '$0 ~ /^[[:space:]]*#/ || NF < 2 || $2 != mp' "$FSTAB"
+        awk -v mp="$MOUNT_PATH" '{ t = $2; sub(/\/+$/, "", t) } $0 ~ /^[[:space:]]*#/ || NF < 2 || t != mp' "$FSTAB"
     fi
     printf '%s\n' "$line"
+}
+
+# What to add to a failed mount's own message, from the errno the client reported.
+mount_hint() {
+    case $1 in
+        *"Permission denied"* | *"(13)"* | *"Operation not permitted"* | *"(1)"*)
+            echo "the cluster refused client.$CEPH_USER: is stdin the key of the share's access rule, and is it allowed $SHARE_PATH?"
+            ;;
+        *"timed out"* | *"(110)"* | *"(111)"* | *"Connection refused"*)
+            echo "no monitor of $MONITORS answered within $MOUNT_TIMEOUT s: check that this node can reach them"
+            ;;
+    esac
 }
 
 # --- client and credentials -------------------------------------------------------
@@ -115,40 +232,79 @@ if [[ $MOUNT_CLIENT == kernel ]]; then
     put_file "$SECRET_FILE" 0600 "$KEY" || true
     options="name=$CEPH_USER,secretfile=$SECRET_FILE,noatime,_netdev,nofail"
     fstab_line="$EXPORT_PATH $MOUNT_PATH ceph $options 0 0"
+    mount_line="$EXPORT_PATH $MOUNT_PATH ceph $options,mount_timeout=$MOUNT_TIMEOUT 0 0"
 else
     ensure_command ceph-fuse ceph-fuse
+    # mount(8) runs this helper for fstab's fuse.ceph type; it ships with ceph-fuse.
+    ensure_command mount.fuse.ceph ceph-fuse
+    [[ -c /dev/fuse ]] || fail "/dev/fuse is missing: load the fuse kernel module (modprobe fuse)"
     put_file "$FUSE_KEYRING" 0600 "$(printf '[client.%s]\n\tkey = %s' "$CEPH_USER" "$KEY")" || true
-    put_file "$FUSE_CONF" 0644 "$(printf '[global]\n\tmon host = %s\n\tclient mount timeout = %s' \
-        "${MONITORS//,/ }" "$MOUNT_TIMEOUT")" || true
+    put_file "$FUSE_CONF" 0644 "$(printf '%s\n' \
+        "# jupyterhub-platform: ceph-fuse's settings for the share at $MOUNT_PATH." \
+        "[global]" \
+        $'\t'"mon host = ${MONITORS//,/ }" \
+        $'\t'"keyring = $FUSE_KEYRING" \
+        $'\t'"client mount timeout = $BOOT_MOUNT_TIMEOUT")" || true
+    # no-mon-config: ceph-fuse then reports a refused key as "Permission denied" and
+    # unreachable monitors as "Connection timed out"; fetching the monitors' config first
+    # turns both into "failed to fetch mon config". The kernel client never fetches it
+    # either.
     options="ceph.id=$CEPH_USER,ceph.client_mountpoint=$SHARE_PATH,ceph.conf=$FUSE_CONF"
-    options+=",ceph.keyring=$FUSE_KEYRING,_netdev,nofail,defaults"
+    options+=",ceph.keyring=$FUSE_KEYRING,ceph.no-mon-config,_netdev,nofail"
     fstab_line="none $MOUNT_PATH fuse.ceph $options 0 0"
+    mount_line="none $MOUNT_PATH fuse.ceph $options,ceph.client_mount_timeout=$MOUNT_TIMEOUT 0 0"
 fi
 
 # --- mount ------------------------------------------------------------------------
 new_fstab=$(fstab_with_line "$fstab_line")
+fstype='' source=''
 read -r fstype source <<<"$(mounted_here)" || true
-if [[ -n ${fstype:-} ]]; then
+if [[ -n $fstype ]]; then
     # Already mounted (by an earlier run, or by hand before this program took over):
     # keep it. Unmounting a share that users are using would break their servers.
-    is_this_share "$fstype" "$source" ||
-        fail "$MOUNT_PATH already has $fstype $source mounted, not the share $SHARE_PATH"
+    case $(identify "$fstype" "$source") in
+        yes) ;;
+        unknown)
+            fail "$MOUNT_PATH has a ceph-fuse mount, but neither a ceph-fuse process here nor" \
+                "the marker $MARKER_NAME on it says it is the share $SHARE_PATH (a ceph-fuse" \
+                "that died leaves such a mount): check it, unmount it by hand and run again"
+            ;;
+        *) fail "$MOUNT_PATH already has $fstype $source mounted, not the share $SHARE_PATH" ;;
+    esac
     state="already mounted"
 else
-    mkdir -p "$MOUNT_PATH"
-    # Mount through the new fstab before it replaces the real one, so a failed mount
-    # leaves fstab exactly as it was.
-    candidate=$(mktemp /tmp/jupyterhub-platform-fstab.XXXXXX)
-    trap 'rm -f "$candidate"' EXIT
-    printf '%s\n' "$new_fstab" >"$candidate"
-    if ! out=$(timeout "$MOUNT_TIMEOUT" mount --fstab "$candidate" "$MOUNT_PATH" 2>&1); then
-        fail "mounting $SHARE_PATH from $MONITORS at $MOUNT_PATH failed: ${out:-timed out}"
+    if [[ ! -d $MOUNT_PATH ]]; then
+        mkdir -p "$MOUNT_PATH"
+        undo+=("$MOUNT_PATH")
     fi
+    # Mount through the new fstab before it replaces the real one, so a failed mount
+    # leaves fstab exactly as it was; its line differs from fstab's only by this run's
+    # MOUNT_TIMEOUT.
+    candidate=$(mktemp /tmp/jupyterhub-platform-fstab.XXXXXX)
+    fstab_with_line "$mount_line" >"$candidate"
+    status=0
+    out=$(timeout "$MOUNT_DEADLINE" mount --fstab "$candidate" "$MOUNT_PATH" 2>&1 </dev/null) ||
+        status=$?
+    out=$(scrub "$out")
+    if ((status == 124)); then
+        out="no answer within $MOUNT_DEADLINE s${out:+; $out}"
+    fi
+    # mount.fuse.ceph exits 0 even when ceph-fuse fails (it only prints "Mount failed
+    # with status code"), so what counts is what is mounted now.
+    fstype='' source=''
     read -r fstype source <<<"$(mounted_here)" || true
-    is_this_share "${fstype:-}" "${source:-}" ||
-        fail "after mounting, $MOUNT_PATH shows '${fstype:-nothing} ${source:-}', not the share"
+    if [[ -z $fstype ]] || ((status != 0)); then
+        hint=$(mount_hint "$out")
+        fail "mounting $SHARE_PATH from $MONITORS at $MOUNT_PATH failed${hint:+: $hint}"$'\n'"${out:-mount gave no reason}"
+    fi
+    # Whatever mount(8) ran for our line (mount.ceph, or a stand-in for it), what is there
+    # now must be this share.
+    [[ $(identify "$fstype" "$source") != no ]] ||
+        fail "after mounting, $MOUNT_PATH shows '$fstype $source', not the share $SHARE_PATH"
     state="mounted"
 fi
+# The share is mounted: from here on a failure keeps what this run wrote.
+undo=()
 
 if put_file "$FSTAB" 0644 "$new_fstab"; then
     fstab_state="fstab updated"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Undo mount-cephfs.sh on this node: unmount the share, drop its fstab line, its key
-# material and the kubelet guard.
+# material (the kernel client's secret file, or ceph-fuse's conf and keyring) and the
+# kubelet guard. Files it did not write (a ceph.conf or keyring made by hand) stay.
 #
 # It never deletes anything under the mount path: the share holds every user's home.
 # A busy mount is not lazily unmounted; the step fails and names what holds it, so the
@@ -50,9 +51,19 @@ else
     state="not mounted"
 fi
 
-if [[ -f $FSTAB ]] && awk -v mp="$MOUNT_PATH" '$0 !~ /^[[:space:]]*#/ && NF >= 2 && $2 == mp { found = 1 } END { exit !found }' "$FSTAB"; then
+# A line for MOUNT_PATH however it is spelled (a hand-written one may end with a slash);
+# the create script replaced any such line with its own.
+# fstab's lines for MOUNT_PATH ("ours") or all the others ("others").
+fstab_lines() {
+    awk -v mp="$MOUNT_PATH" -v want="$1" '{
+        t = $2; sub(/\/+$/, "", t)
+        ours = $0 !~ /^[[:space:]]*#/ && NF >= 2 && t == mp
+        if (ours == (want == "ours")) print
+    }' "$FSTAB"
+}
+if [[ -f $FSTAB && -n $(fstab_lines ours) ]]; then
     tmp=$(mktemp "$(dirname "$FSTAB")/.jupyterhub-platform.XXXXXX")
-    awk -v mp="$MOUNT_PATH" '$0 ~ /^[[:space:]]*#/ || NF < 2 || $2 != mp' "$FSTAB" >"$tmp"
+    fstab_lines others >"$tmp"
     chmod 0644 "$tmp"
     mv -f "$tmp" "$FSTAB"
     fstab_state="fstab line removed"
@@ -60,8 +71,9 @@ else
     fstab_state="no fstab line"
 fi
 
+# Both clients' files: this script is not told which client the node used.
 rm -f "$CEPH_DIR/ceph.client.$CEPH_USER.secret" \
-    "$CEPH_DIR/ceph.client.$CEPH_USER.keyring" \
+    "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.keyring" \
     "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.conf"
 
 reload=no

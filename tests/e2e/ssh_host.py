@@ -91,6 +91,11 @@ class Bridge:
         except StopIteration:
             raise SshHostError(f"no free address left in {self.network}") from None
 
+    def _mac(self) -> str:
+        """A locally administered unicast MAC, from this run's pid."""
+        pid = os.getpid().to_bytes(4, "big")
+        return ":".join(f"{b:02x}" for b in (0x02, 0x6A, *pid))
+
     def _create(self) -> None:
         # Two bridges holding the same subnet would split the traffic unpredictably.
         addrs = _ip("-o", "-4", "addr", "show").stdout
@@ -104,6 +109,11 @@ class Bridge:
                 )
         _ip("link", "add", self.name, "type", "bridge")
         try:
+            # Without an address of its own a bridge takes the lowest of its ports' MACs,
+            # so it changes when a host's veth goes away; the other hosts' ARP entries for
+            # the bridge address (where the cluster listens) then point nowhere for about
+            # a minute, and their Ceph clients hang until the entries expire.
+            _ip("link", "set", self.name, "address", self._mac())
             _ip("addr", "add", f"{self.address}/{self.network.prefixlen}", "dev", self.name)
             _ip("link", "set", self.name, "up")
         except BaseException:
@@ -248,6 +258,33 @@ class SshHost:
             stdin=subprocess.DEVNULL,
         )
 
+    def popen(self, argv: list[str]) -> subprocess.Popen[bytes]:
+        """Start argv in the background inside the host's namespaces, as a process there.
+
+        It is in the host's network namespace, so stop() ends it if the caller does not.
+        """
+        return subprocess.Popen(
+            [*self._nsenter_prefix(), *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def written_files(self) -> dict[str, Path]:
+        """Every regular file the host wrote in its private directories (/etc, /run, ...).
+
+        Maps the path on the host to the copy in the overlay's upper layer, which can be
+        read from the machine; /tmp is shared with the machine and not included.
+        """
+        found: dict[str, Path] = {}
+        for target in self._private_dirs:
+            upper, _ = self._overlay_dirs(target)
+            for path in upper.rglob("*"):
+                if path.is_file() and not path.is_symlink():
+                    found[f"{target}/{path.relative_to(upper)}"] = path
+        return found
+
     def fuse_mounts(self) -> list[str]:
         """Mount points of FUSE file systems in the host's mount namespace."""
         proc = self.nsenter("findmnt", "-rn", "-o", "TARGET,FSTYPE")
@@ -312,6 +349,10 @@ class SshHost:
         if self._sshd is not None and self._sshd.poll() is None:
             for target in reversed(self.fuse_mounts()):
                 unmount_fuse(target, nsenter=self._nsenter_prefix())
+        # ceph-fuse closes its MDS session after umount has returned. Killed before that,
+        # it leaves a session whose caps the MDS keeps until its session timeout (60 s),
+        # and another client of the same files (another host's unmount) waits for them.
+        _wait_for_exit(self.name, "ceph-fuse", timeout=10.0)
         _kill_netns_processes(self.name)
         if self._sshd is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -449,6 +490,20 @@ class SshHost:
 def _netns_pids(name: str) -> list[int]:
     proc = _ip("netns", "pids", name, check=False)
     return [int(p) for p in proc.stdout.split() if p.isdigit()]
+
+
+def _wait_for_exit(netns: str, comm: str, timeout: float) -> None:
+    """Wait until no process named `comm` is left in the network namespace."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in _netns_pids(netns):
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == comm:
+                    alive.append(pid)
+        if not alive:
+            return
+        time.sleep(0.05)
 
 
 def _kill_netns_processes(name: str, grace: float = 5.0) -> None:
