@@ -386,26 +386,22 @@ def _share_protected(args: ResourceValidationArgs, report: ReportViolation) -> N
         )
 
 
-# One pass over a command line finds any of: a cephx key (base64 of a 28-byte secret: 38
-# characters and "==" padding, starting "AQ"), a private key block, a secret= mount option.
-_SECRET_PATTERN = re.compile(
-    r"(?P<cephx>AQ[A-Za-z0-9+/]{36}==)"
-    r"|(?P<private>-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)"
-    r"|(?P<option>(?<![A-Za-z0-9_])secret=)"
+# What secret material looks like in a command line, most specific first, each with a
+# literal that must be present (a fast scan) before its pattern is tried: a cephx key
+# (base64 of a 28-byte secret: 38 characters and "==" padding, starting "AQ"), a private
+# key block, a secret= mount option (not secretfile=).
+_SECRET_SHAPES = (
+    ("AQ", re.compile(r"AQ[A-Za-z0-9+/]{36}=="), "a cephx key"),
+    ("PRIVATE KEY-----", re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----"), "a private key"),
+    ("secret=", re.compile(r"(?<![A-Za-z0-9_])secret="), "a secret= mount option"),
 )
-_SECRET_KINDS = {
-    "cephx": "a cephx key",
-    "private": "a private key",
-    "option": "a secret= mount option",
-}
 
 
 def secret_material(text: str, known: Sequence[str] = ()) -> str | None:
     """What kind of secret `text` carries, or None."""
-    if _SECRET_PATTERN.search(text) is not None:  # the common case is one clean pass
-        found = {m.lastgroup for m in _SECRET_PATTERN.finditer(text)}
-        # The most specific kind first: `secret=AQ...==` is reported as the key it holds.
-        return next(_SECRET_KINDS[kind] for kind in _SECRET_KINDS if kind in found)
+    for literal, pattern, kind in _SECRET_SHAPES:
+        if literal in text and pattern.search(text):
+            return kind
     if any(value and len(value) >= 8 and value in text for value in known):
         return "the value of one of the stack's secret config keys"
     return None

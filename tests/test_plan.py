@@ -220,3 +220,17 @@ def test_script_of_inverts_remote_command(user: str) -> None:
     assert script_of(command) == script == shlex.split(command)[-1]
     with pytest.raises(ValueError, match="not a command line"):
         script_of("rm -rf /")
+
+
+def test_a_new_plan_replaces_the_old_files(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert plan("espsrc", "--out", str(out)).returncode == 0
+    assert (out / "scripts" / "mounts-k8s-workers-2-create.sh").exists()
+    settings = espsrc()
+    settings["nodes"]["hosts"] = settings["nodes"]["hosts"][:1]
+    path = stack_file(tmp_path, settings)
+    assert plan("test", "--stack-file", str(path), "--out", str(out)).returncode == 0
+    assert sorted(p.name for p in (out / "scripts").iterdir()) == [
+        "mounts-k8s-master-0-create.sh",
+        "mounts-k8s-master-0-delete.sh",
+    ]

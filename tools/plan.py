@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -339,17 +338,24 @@ def reveal_partially(values: Any) -> Any:
 def write(plan: Plan, out: Path) -> dict[str, str]:
     if out.exists() and any(out.iterdir()) and not (out / "plan.json").exists():
         raise PlanError(f"--out {out}: exists and is not a plan directory; choose another")
-    if out.exists():
-        shutil.rmtree(out)
     document = plan.scrub_data(plan.document())
     files = {
         "plan.json": json.dumps(document, indent=2, sort_keys=True) + "\n",
         **rendered_files(plan),
     }
+    # Files of an earlier plan that this one does not write (a removed node's scripts)
+    # go; the others are overwritten in place, cheaper than making them anew.
+    if out.exists():
+        for path in sorted(out.rglob("*"), reverse=True):
+            relative = path.relative_to(out).as_posix()
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+            elif path.is_file() and relative not in files:
+                path.unlink()
+    for directory in {(out / relative).parent for relative in files}:
+        directory.mkdir(parents=True, exist_ok=True)
     for relative, text in files.items():
-        path = out / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(plan.scrub(text))
+        (out / relative).write_text(plan.scrub(text))
     return files
 
 
