@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -150,6 +149,8 @@ def _settings(
             properties.update({k: v for k, v in entry.items() if k != "enforcementLevel"})
     schema = policy.config_schema
     if properties:
+        import jsonschema  # only when a config file sets a policy's properties
+
         known = schema.properties if schema else {}
         for name, value in properties.items():
             if name not in known:
