@@ -62,6 +62,10 @@ class Sandbox:
     def log_file(self) -> Path:
         return self.root / "calls.log"
 
+    def unlock(self) -> None:
+        """Undo the unmount script's chattr +i under the sandbox, so it can be removed."""
+        subprocess.run(["chattr", "-R", "-i", str(self.root)], capture_output=True, check=False)
+
     def mount_path(self, name: str = "k8s-shared") -> str:
         return str(self.root / "mnt" / name)
 

@@ -25,7 +25,7 @@ SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellch
 EXPORT = f"{FAKE_MONITORS}:/volumes/_nogroup/9f1c/6e33"
 OTHER_EXPORT = f"{FAKE_MONITORS}:/volumes/_nogroup/aaaa/bbbb"
 USER = "spsrc-k8-cluster00"
-SECRET = f"ceph/ceph.client.{USER}.secret"
+SECRET = f"ceph/jupyterhub-platform-{USER}.secret"
 FUSE_KEYRING = f"ceph/jupyterhub-platform-{USER}.keyring"
 FUSE_CONF = f"ceph/jupyterhub-platform-{USER}.conf"
 # Well formed, but not the key the fake cluster accepts.
@@ -95,11 +95,6 @@ def fstab_lines_for(box: Sandbox, mount_path: str) -> list[str]:
         for line in box.etc("fstab").read_text().splitlines()
         if not line.startswith("#") and len(line.split()) > 1 and line.split()[1] == mount_path
     ]
-
-
-@pytest.fixture
-def box(tmp_path: Path) -> Sandbox:
-    return Sandbox(tmp_path)
 
 
 @requires_sandbox
@@ -499,3 +494,60 @@ def test_teardown_needs_the_marker_too(tmp_path: Path) -> None:
     (shared / ".jupyterhub-platform-share").write_text("x\n")
     assert run_volume_script("volume-teardown.sh", shared, vol).returncode == 0
     assert not vol.exists()
+
+
+@requires_sandbox
+def test_delete_locks_the_unused_mount_point_and_create_unlocks_it(box: Sandbox) -> None:
+    settings = settings_for(box)
+    assert create(box, settings).returncode == 0
+    result = delete(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert "mount point locked against writes (chattr +i)" in result.stdout
+    # What a pod left pointing at a volume under it would do: fail, not write locally.
+    with pytest.raises(PermissionError):
+        (Path(settings.mount_path) / "pvc-new").mkdir()
+    again = create(box, settings)
+    assert again.returncode == 0, again.stderr
+    assert box.mounts() == [f"ceph {EXPORT} {settings.mount_path}"]
+    lsattr = subprocess.run(
+        ["lsattr", "-d", settings.mount_path], capture_output=True, text=True, check=True
+    )
+    assert "i" not in lsattr.stdout.split()[0]
+
+
+@requires_sandbox
+def test_failed_create_keeps_the_lock(box: Sandbox) -> None:
+    settings = settings_for(box)
+    assert create(box, settings).returncode == 0
+    assert delete(box, settings).returncode == 0
+    failed = create(box, settings, env={"FAKE_MOUNT_FAIL": "no route to host"})
+    assert failed.returncode != 0
+    lsattr = subprocess.run(
+        ["lsattr", "-d", settings.mount_path], capture_output=True, text=True, check=True
+    )
+    assert "i" in lsattr.stdout.split()[0], "still locked after a failed mount"
+
+
+@requires_sandbox
+def test_delete_leaves_a_foreign_filesystem_mounted(box: Sandbox) -> None:
+    settings = settings_for(box)
+    Path(settings.mount_path).mkdir(parents=True)
+    box.mounts_file.write_text(f"nfs 10.0.0.9:/export {settings.mount_path}\n")
+    result = delete(box, settings)
+    assert result.returncode != 0
+    assert "has a nfs filesystem mounted, not CephFS: left alone" in result.stderr
+    assert not any(call.startswith("umount") for call in box.calls())
+    assert box.mounts() == [f"nfs 10.0.0.9:/export {settings.mount_path}"]
+
+
+@requires_sandbox
+def test_a_changed_fstab_line_reloads_systemd(box: Sandbox) -> None:
+    box.write_etc("systemd/system/k3s.service", "[Service]\n")
+    settings = settings_for(box)
+    assert create(box, settings).returncode == 0
+    reloads = box.calls().count("systemctl daemon-reload")
+    fstab = box.etc("fstab")
+    fstab.write_text(fstab.read_text().replace(",nofail", ""))  # a hand edit of the line
+    result = create(box, settings)
+    assert "fstab updated" in result.stdout
+    assert box.calls().count("systemctl daemon-reload") == reloads + 1

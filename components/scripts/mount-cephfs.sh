@@ -54,10 +54,10 @@ monitor='([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):[0-9]+'
 
 readonly MONITORS=${EXPORT_PATH%%:/*}
 readonly SHARE_PATH=/${EXPORT_PATH#*:/}
-readonly SECRET_FILE=$CEPH_DIR/ceph.client.$CEPH_USER.secret
-# ceph-fuse's files carry this program's name, so they never overwrite (nor does the
-# unmount script delete) a ceph.conf or ceph.client.*.keyring written by hand or by other
-# tools. ceph-fuse names its cluster after its conf file, and $cluster.keyring is on its
+# Key material carries this program's name, so it never overwrites (nor does the unmount
+# script delete) a ceph.conf, keyring or secret file written by hand or by other tools.
+readonly SECRET_FILE=$CEPH_DIR/jupyterhub-platform-$CEPH_USER.secret
+# For ceph-fuse: ceph-fuse names its cluster after its conf file, and $cluster.keyring is on its
 # default keyring path: the keyring is found even by a ceph-fuse run by hand with
 # --conf only (the conf and the fstab line name it as well).
 readonly FUSE_CLUSTER=jupyterhub-platform-$CEPH_USER
@@ -86,10 +86,13 @@ scrub() { printf '%s' "${1//"$KEY"/<cephx key>}"; }
 # point), so it leaves the node as it found it; `undo` lists those paths.
 undo=()
 candidate=
+relock=no
 on_exit() {
     local status=$? path
     [[ -z $candidate ]] || rm -f "$candidate"
     if ((status != 0)); then
+        # The mount point was locked against writes by an earlier unmount: keep it so.
+        [[ $relock == no ]] || chattr +i "$MOUNT_PATH" 2>/dev/null || true
         for path in "${undo[@]}"; do
             if [[ -d $path ]]; then
                 rmdir "$path" 2>/dev/null || true
@@ -276,6 +279,11 @@ else
     if [[ ! -d $MOUNT_PATH ]]; then
         mkdir -p "$MOUNT_PATH"
         undo+=("$MOUNT_PATH")
+    elif lsattr -d "$MOUNT_PATH" 2>/dev/null | cut -d' ' -f1 | grep -q i; then
+        # The unmount script locks an unused mount point (chattr +i) so that nothing
+        # writes to the node's own disk there; unlock it to mount again.
+        chattr -i "$MOUNT_PATH"
+        relock=yes
     fi
     # Mount through the new fstab before it replaces the real one, so a failed mount
     # leaves fstab exactly as it was; its line differs from fstab's only by this run's
@@ -305,6 +313,7 @@ else
 fi
 # The share is mounted: from here on a failure keeps what this run wrote.
 undo=()
+relock=no
 
 if put_file "$FSTAB" 0644 "$new_fstab"; then
     fstab_state="fstab updated"
@@ -334,6 +343,11 @@ for unit in k3s k3s-agent; do
         fi
     done
 done
+# systemd makes mount units from fstab: a changed line needs a reload too, where systemd
+# runs (it does wherever there is a k3s unit to guard).
+if [[ $fstab_state == "fstab updated" ]] && ((${#guarded[@]} > 0)); then
+    reload=yes
+fi
 if [[ $reload == yes ]]; then
     systemctl daemon-reload
 fi

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Undo mount-cephfs.sh on this node: unmount the share, drop its fstab line, its key
 # material (the kernel client's secret file, or ceph-fuse's conf and keyring) and the
-# kubelet guard. Files it did not write (a ceph.conf or keyring made by hand) stay.
+# kubelet guard. Files it did not write (a ceph.conf, keyring or secret made by hand)
+# stay.
 #
 # It never deletes anything under the mount path: the share holds every user's home.
-# A busy mount is not lazily unmounted; the step fails and names what holds it, so the
-# operator can drain the node first.
+# A mount in use (by a process here, or by a container that bind-mounted part of it into
+# its own mount namespace) is not unmounted; the step fails and names what holds it, so
+# the operator can drain the node first. Afterwards the empty mount point is locked
+# (chattr +i), so a pod that still points there fails instead of writing to the node's
+# own disk.
 #
 # Settings (assigned at the head of the command): NODE_NAME, MOUNT_PATH, CEPH_USER.
 set -euo pipefail
@@ -42,7 +46,37 @@ holders() {
     printf '%s' "${found[*]:-none found}"
 }
 
-if findmnt -rn --mountpoint "$MOUNT_PATH" >/dev/null 2>&1; then
+# Processes in other mount namespaces (containers: a pod's volume is a bind mount of a
+# directory on the share) that use the filesystem mounted here: unmounting here would
+# leave them on it, unseen. A bind mount shares its source's device number (the third
+# field of mountinfo), whichever client made the mount.
+users_elsewhere() {
+    local device own proc ns found=() seen=" "
+    device=$(awk -v mp="$MOUNT_PATH" '$5 == mp { d = $3 } END { print d }' /proc/self/mountinfo)
+    [[ -n $device ]] || return 0
+    own=$(readlink /proc/self/ns/mnt)
+    for proc in /proc/[0-9]*; do
+        ns=$(readlink "$proc/ns/mnt" 2>/dev/null) || continue
+        [[ $ns != "$own" && $seen != *" $ns "* ]] || continue
+        if awk -v d="$device" '$3 == d { found = 1 } END { exit !found }' "$proc/mountinfo" 2>/dev/null; then
+            seen+="$ns "
+            found+=("${proc#/proc/} ($(tr -d '\n' <"$proc/comm" 2>/dev/null || echo '?'))")
+        fi
+        ((${#found[@]} < 10)) || break
+    done
+    printf '%s' "${found[*]:-}"
+}
+
+fstype=$(findmnt -rn -o FSTYPE --mountpoint "$MOUNT_PATH" 2>/dev/null | tail -n 1 || true)
+if [[ -n $fstype ]]; then
+    case $fstype in
+        ceph | fuse.ceph-fuse | fuse.ceph) ;;
+        *) fail "$MOUNT_PATH has a $fstype filesystem mounted, not CephFS: left alone" ;;
+    esac
+    elsewhere=$(users_elsewhere)
+    if [[ -n $elsewhere ]]; then
+        fail "$MOUNT_PATH is in use by containers (other mount namespaces): $elsewhere. Drain the node and retry"
+    fi
     if ! out=$(umount "$MOUNT_PATH" 2>&1); then
         fail "cannot unmount $MOUNT_PATH (${out}); held by: $(holders). Stop these (drain the node) and retry"
     fi
@@ -72,9 +106,22 @@ else
 fi
 
 # Both clients' files: this script is not told which client the node used.
-rm -f "$CEPH_DIR/ceph.client.$CEPH_USER.secret" \
+rm -f "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.secret" \
     "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.keyring" \
     "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.conf"
+
+# Lock the now unused mount point: a pod left pointing at a volume under it then fails
+# to start instead of writing to this node's own disk. Best effort: not every filesystem
+# has the immutable attribute.
+lock_state="mount point left as is"
+if [[ $state == unmounted || $state == "not mounted" ]] && [[ -d $MOUNT_PATH ]] &&
+    ! findmnt -rn --mountpoint "$MOUNT_PATH" >/dev/null 2>&1; then
+    if chattr +i "$MOUNT_PATH" 2>/dev/null; then
+        lock_state="mount point locked against writes (chattr +i)"
+    else
+        lock_state="mount point could not be locked (no chattr here)"
+    fi
+fi
 
 reload=no
 for unit in k3s k3s-agent; do
@@ -87,4 +134,4 @@ if [[ $reload == yes ]]; then
     systemctl daemon-reload
 fi
 
-say "$MOUNT_PATH $state; $fstab_state; key material removed; nothing under $MOUNT_PATH was touched"
+say "$MOUNT_PATH $state; $fstab_state; key material removed; $lock_state; nothing under $MOUNT_PATH was touched"

@@ -74,7 +74,7 @@ class Share:
         return f"/etc/ceph/jupyterhub-platform-{self.user}.conf"
 
     def secret_file(self) -> str:
-        return f"/etc/ceph/ceph.client.{self.user}.secret"
+        return f"/etc/ceph/jupyterhub-platform-{self.user}.secret"
 
     def fuse_fstab_line(self) -> str:
         return (
@@ -502,3 +502,38 @@ def test_hand_mounted_share_is_adopted_without_remount(
     assert sh(host, f"cat /etc/ceph/ceph.client.{share.user}.keyring") == runbook_keyring
     assert not exists(host, share.keyring()) and not exists(host, share.conf())
     assert mounts_at(host) == [] and fstab_lines(host) == []
+
+
+def test_delete_refuses_while_a_container_uses_the_share(
+    ceph_cluster: CephCluster, test_host: Callable[[], SshHost]
+) -> None:
+    """A pod's volume is a bind mount in the container's own mount namespace: the host's
+    umount would succeed and leave the pod on the share, unseen. The delete refuses."""
+    share, host = new_share(ceph_cluster), test_host()
+    s = settings(share)
+    ok(create(host, s, share.key), share.key)
+    # A process in a mount namespace of its own, holding a copy of the host's mounts:
+    # what a container runtime makes for a pod.
+    container = host.popen(["unshare", "--mount", "--propagation", "private", "sleep", "300"])
+    try:
+        assert wait_until(lambda: len(host.pids()) > 2)
+        time.sleep(0.5)
+        refused = delete(host, s)
+        assert refused.returncode != 0
+        assert "is in use by containers (other mount namespaces)" in refused.stderr
+        assert "(sleep)" in refused.stderr
+        assert mounts_at(host) == ["fuse.ceph-fuse ceph-fuse"], "still mounted"
+        assert len(fstab_lines(host)) == 1
+    finally:
+        container.kill()
+        container.wait()
+    result = ok(delete(host, s), share.key)
+    assert f"{MOUNT} unmounted" in result.stdout
+    # The unused mount point is locked, so a pod still pointing under it cannot write to
+    # the host's own disk there.
+    if "locked against writes" in result.stdout:
+        assert host.nsenter("mkdir", f"{MOUNT}/pvc-new").returncode != 0
+    else:
+        assert "could not be locked" in result.stdout
+    ok(create(host, s, share.key), share.key)
+    assert mounts_at(host) == ["fuse.ceph-fuse ceph-fuse"], "mounts again over the lock"
