@@ -11,6 +11,7 @@ language host prints without a traceback.
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
 import re
 from dataclasses import dataclass
@@ -138,32 +139,6 @@ def _positive_cpu(value: float) -> float:
 
 Cpu = Annotated[float, AfterValidator(_positive_cpu)]
 
-_QUANTITY_FACTORS = {
-    "": 1,
-    "m": 1e-3,
-    "k": 1e3,
-    "K": 1e3,
-    "M": 1e6,
-    "G": 1e9,
-    "T": 1e12,
-    "P": 1e15,
-    "E": 1e18,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-}
-
-
-def quantity_bytes(value: str) -> float:
-    """The number a Kubernetes quantity stands for (1G = 1e9, 1Gi = 2**30)."""
-    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", value)
-    if match is None:
-        raise ValueError(value)
-    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
-
 
 class TokenMethod(str, Enum):
     """How the hub sends the access token to the userdata endpoint (oauthenticator 16)."""
@@ -280,7 +255,7 @@ class MemorySettings(_Model):
 
     @model_validator(mode="after")
     def _guarantee_within_limit(self) -> MemorySettings:
-        if quantity_bytes(self.guarantee) > quantity_bytes(self.limit):
+        if v.quantity_bytes(self.guarantee) > v.quantity_bytes(self.limit):
             raise KeyedError("guarantee", self.guarantee, f"is above the limit {self.limit}")
         return self
 
@@ -315,25 +290,45 @@ class Profile(_Model):
 
 
 # Chart values that carry secrets. Secrets come only from secret config (or are generated),
-# never from hub.extraValues, which is plain text in the stack file.
+# never from hub.extraValues, which is plain text in the stack file (and, minus what is
+# refused here, copied into the settings ConfigMap).
 _SECRET_VALUE_PATHS = (
     ("proxy", "secretToken"),
-    ("hub", "db", "password"),
     ("CryptKeeper", "keys"),
 )
-_SECRET_VALUE_KEYS = frozenset({"client_secret", "cookieSecret", "cookie_secret"})
-_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----|private[_-]?key", re.IGNORECASE)
+_SECRET_WORDS = frozenset({"password", "passwd", "token", "secret", "credential", "credentials"})
+_KEY_KINDS = frozenset({"private", "api", "crypt", "access", "ssh"})
+# A key that ends in one of these names or points at a secret, it does not hold one:
+# token_url, secretName, existingSecret, secretSync.
+_NAME_WORDS = frozenset({"url", "name", "names", "file", "path", "ref", "sync", "method",
+                         "key", "claim", "existing", "env"})  # fmt: skip
+_SECRET_VALUE = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----|://[^/@\s:]+:[^/@\s]+@"  # key blocks, URL passwords
+)
+
+
+def _key_holds_secret(key: str) -> bool:
+    """Does a chart key's name say its value is a secret? (secretToken, client_secret,
+    apiToken, cookieSecret, password, JUPYTERHUB_CRYPT_KEY, private_key; not token_url)"""
+    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", key)]
+    if not words:
+        return False
+    if any(a in _KEY_KINDS and b == "key" for a, b in itertools.pairwise(words)):
+        return True
+    last = words[-1]
+    secret_words = [w for w in words if w in _SECRET_WORDS]
+    if not secret_words or words[0] == "existing":
+        return False
+    return last in _SECRET_WORDS or last not in _NAME_WORDS
 
 
 def _secret_in_values(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
-    """The path of the first secret-bearing key in chart values, or None."""
+    """The path of the first secret-bearing key or value in chart values, or None."""
     if isinstance(value, dict):
         for key, inner in value.items():
             here = (*path, str(key))
-            if (
-                key in _SECRET_VALUE_KEYS
-                or any(here[-len(p) :] == p for p in _SECRET_VALUE_PATHS)
-                or _PRIVATE_KEY.search(str(key))
+            if any(here[-len(p) :] == p for p in _SECRET_VALUE_PATHS) or _key_holds_secret(
+                str(key)
             ):
                 return here
             found = _secret_in_values(inner, here)
@@ -344,7 +339,7 @@ def _secret_in_values(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...]
             found = _secret_in_values(inner, (*path, f"[{i}]"))
             if found:
                 return found
-    elif isinstance(value, str) and _PRIVATE_KEY.search(value):
+    elif isinstance(value, str) and _SECRET_VALUE.search(value):
         return path
     return None
 
@@ -405,6 +400,17 @@ class HubSettings(_Model):
         if path.stat().st_size > 256 * 1024:
             raise ValueError("is larger than 256 KiB (it travels in a Kubernetes Secret)")
         return value
+
+    @model_validator(mode="after")
+    def _adopted_database_keeps_its_class(self) -> HubSettings:
+        if self.adopt_release and not self.db_storage_class:
+            raise KeyedError(
+                "dbStorageClass",
+                None,
+                "is required with adoptRelease: the hub database volume's class cannot change "
+                "(kubectl get pvc -n <namespace> hub-db-dir shows it)",
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_default_profile(self) -> HubSettings:
@@ -549,10 +555,6 @@ class SiteConfig(_Model):
     @property
     def hub_url(self) -> str:
         return f"https://{self.site.hub_host}{self.hub.base_url}"
-
-    @property
-    def oauth_callback_url(self) -> str:
-        return f"{self.hub_url}hub/oauth_callback"
 
 
 @dataclass(frozen=True)

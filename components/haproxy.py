@@ -20,7 +20,6 @@ class HAProxySnippet:
     """Lines for the site's TLS frontend (indented, to go inside `frontend ...`)."""
     backend: str
     """A complete `backend` section."""
-    backend_name: str
 
     def text(self, site: str, hub_url: str) -> str:
         return (
@@ -66,7 +65,7 @@ def render_haproxy(site: SiteConfig) -> HAProxySnippet:
         f"    server {node.name} {_server_address(node.address, hub.node_port)} check"
         for node in site.nodes.hosts
     ]
-    return HAProxySnippet(frontend=frontend, backend="\n".join(lines) + "\n", backend_name=name)
+    return HAProxySnippet(frontend=frontend, backend="\n".join(lines) + "\n")
 
 
 def haproxy_config(site: SiteConfig) -> str:

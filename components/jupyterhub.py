@@ -67,9 +67,13 @@ class JupyterHub(pulumi.ComponentResource):
                 name=hub.namespace,
                 annotations={HUB_URL_ANNOTATION: args.hub_url},
             ),
-            # An adopted release's namespace exists already.
             opts=pulumi.ResourceOptions(
-                parent=self, import_=hub.namespace if hub.adopt_release else None
+                parent=self,
+                # An adopted release's namespace exists already.
+                import_=hub.namespace if hub.adopt_release else None,
+                # Deleting a namespace deletes every user's claim in it: a destroy, or a
+                # change of hub.namespace, leaves the old one (and the homes) in place.
+                retain_on_delete=True,
             ),
         )
 

@@ -169,8 +169,21 @@ def semver(value: str) -> str:
     return value
 
 
+_QUANTITY_FACTORS = {"": 1.0, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+                     "P": 1e15, "E": 1e18, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30,
+                     "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60}  # fmt: skip
+
+
+def quantity_bytes(value: str) -> float:
+    """The number a Kubernetes quantity stands for (1G = 1e9, 1Gi = 2**30)."""
+    match = _QUANTITY.fullmatch(value)
+    if match is None:
+        raise ValueError("is not a Kubernetes quantity")
+    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(3) or ""]
+
+
 def quantity(value: str) -> str:
-    if not _full(_QUANTITY, value) or float(_QUANTITY.fullmatch(value).group(1)) <= 0:  # type: ignore[union-attr]
+    if not _full(_QUANTITY, value) or quantity_bytes(value) <= 0:
         raise ValueError("is not a positive Kubernetes quantity such as 1G, 512Mi or 1Gi")
     return value
 

@@ -139,3 +139,14 @@ def test_plan_of_the_adoption_lists_imports_and_replaces_nothing(tmp_path: Path)
     assert {v["resource"] for v in advisories} == {"hub-namespace", "hub-release"}
     assert all(v["level"] == "advisory" for v in advisories)
     assert [v for v in document["violations"] if v["level"] == "mandatory"] == []
+
+
+def test_adopting_the_release_needs_the_database_class() -> None:
+    changes = {k: v for k, v in ADOPT.items() if k != "hub.dbStorageClass"}
+    result = run(site(**changes))
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error).startswith(
+        "hub.dbStorageClass: null is required with adoptRelease: the hub database volume's "
+        "class cannot change"
+    )
+    assert result.resources == []

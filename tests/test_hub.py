@@ -212,3 +212,10 @@ def test_logo_ships_from_the_repository() -> None:
     shipped = (ROOT / "assets" / "logo-placeholder.png").read_bytes()
     assert base64.b64decode(logo["binaryData"]) == shipped
     assert values["hub"]["config"]["JupyterHub"]["logo_file"] == logo["mountPath"]
+
+
+def test_hub_namespace_outlives_a_destroy() -> None:
+    """Deleting the namespace would delete every user's claim in it."""
+    for changes in ({}, {"hub.adoptRelease": True, "hub.dbStorageClass": "local-path"}):
+        namespace = run(site(**changes)).ok().named("hub-namespace")
+        assert namespace.retain_on_delete, changes

@@ -447,7 +447,7 @@ def test_extra_values_cannot_carry_secrets() -> None:
 
 
 def test_adopted_resources_changed_fires_and_stays_quiet() -> None:
-    adopted = run(site(**{"hub.adoptRelease": True}))
+    adopted = run(site(**{"hub.adoptRelease": True, "hub.dbStorageClass": "local-path"}))
     report = check(
         adopted,
         **{"adopted-resources-changed": {"adopted": {"hub-release": "jhub-srcnet/jhub"}}},
@@ -460,3 +460,54 @@ def test_adopted_resources_changed_fires_and_stays_quiet() -> None:
         **{"adopted-resources-changed": {"adopted": {"share-share": "3f1c2a9e"}}},
     )
     assert fired(share_only, "adopted-resources-changed") == [], "the share is imported as is"
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"hub": {"services": {"x": {"apiToken": "t"}}}}, "hub.services.x.apiToken"),
+        ({"imagePullSecret": {"password": "p"}}, "imagePullSecret"),
+        ({"hub": {"extraEnv": {"JUPYTERHUB_CRYPT_KEY": "k"}}}, "hub.extraEnv.JUPYTERHUB_CRYPT_KEY"),
+        ({"hub": {"db": {"url": "postgresql://u:pw@db/x"}}}, "hub.db.url"),
+        ({"hub": {"cookieSecret": "c"}}, "hub.cookieSecret"),
+        ({"hub": {"config": {"CryptKeeper": {"keys": ["k"]}}}}, "hub.config.CryptKeeper.keys"),
+        (
+            {"hub": {"config": {"GenericOAuthenticator": {"client_secret": "c"}}}},
+            "hub.config.GenericOAuthenticator.client_secret",
+        ),
+    ],
+)
+def test_extra_values_refuse_every_kind_of_secret(values: dict[str, Any], key: str) -> None:
+    from components.config import ConfigError
+
+    result = run(site(**{"hub.extraValues": values}))
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error).startswith(f"hub.extraValues.{key}: carries a secret")
+    assert result.resources == []
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"imagePullSecrets": ["regcred"]},
+        {"hub": {"existingSecret": "hub-extra"}},
+        {"proxy": {"secretSync": {"image": {"name": "x/y", "tag": "1.0"}}}},
+        {"hub": {"config": {"GenericOAuthenticator": {"token_url": "https://iam/token"}}}},
+        {"hub": {"db": {"url": "sqlite:///jupyterhub.sqlite"}}},
+        {"singleuser": {"extraEnv": {"JUPYTER_ENABLE_LAB": "yes"}}},
+    ],
+)
+def test_extra_values_accept_names_that_only_mention_secrets(values: dict[str, Any]) -> None:
+    run(site(**{"hub.extraValues": values})).ok()
+
+
+def test_policy_pack_agrees_with_the_program() -> None:
+    """The pack runs in its own virtualenv and keeps copies; they must not drift."""
+    from components import jupyterhub, validators
+    from policy import rules
+
+    assert rules.HUB_URL_ANNOTATION == jupyterhub.HUB_URL_ANNOTATION
+    assert rules.SETTINGS_CONFIG_MAP == jupyterhub.SETTINGS_CONFIG_MAP
+    assert rules.SETTINGS_KEY == jupyterhub.SETTINGS_KEY
+    for value in ("1G", "1Gi", "512Mi", "0.5", "100m", "2T"):
+        assert rules.quantity(value) == validators.quantity_bytes(value), value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -12,7 +11,7 @@ from components.jupyterhub import JupyterHub
 from tests.sites import SSH_KEY, run, site, with_hosts
 from tools.graph import dependency_graph, depends_on, longest_chain
 from tools.manifests import is_kubernetes_object, manifest
-from tools.mockrun import ProgramRun, Secret, contains_secret, fake_cephx_key, reveal
+from tools.mockrun import ProgramRun, Secret, contains_secret, fake_cephx_key, redact, reveal
 
 SHARE = "openstack:sharedfilesystem/share:Share"
 ACCESS = "openstack:sharedfilesystem/shareAccess:ShareAccess"
@@ -154,22 +153,12 @@ def test_keys_are_secrets_everywhere(espsrc: ProgramRun) -> None:
     assert isinstance(access.outputs["accessKey"], Secret), "the cephx key is a secret output"
     key = reveal(access.outputs["accessKey"])
     for res in espsrc.resources:
-        plain = json.dumps(_without_secrets(res.inputs))
+        plain = json.dumps(redact(res.inputs))
         assert key not in plain, res.name
         assert SSH_KEY not in plain and SSH_KEY.splitlines()[1] not in plain, res.name
     for c in espsrc.by_type(COMMAND):
         assert isinstance(c.inputs["connection"], Secret), c.name
         assert reveal(c.inputs["connection"])["privateKey"] == SSH_KEY
-
-
-def _without_secrets(value: Any) -> Any:
-    if isinstance(value, Secret):
-        return "[secret]"
-    if isinstance(value, dict):
-        return {k: _without_secrets(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_secrets(v) for v in value]
-    return value
 
 
 def test_connection_options() -> None:
