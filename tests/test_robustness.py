@@ -192,15 +192,11 @@ def test_hostile_text_is_refused_or_carried_verbatim(field: str, kind: str) -> N
 
 
 @requires_sandbox
-@pytest.mark.parametrize("mount_name", ["a..b", "-a", "a-", ".hidden-not", "x_y.z"])
-def test_accepted_odd_mount_paths_are_harmless(tmp_path: Path, mount_name: str) -> None:
+@pytest.mark.parametrize("mount_name", ["a..b", "a-", "x_y.z", "_x", "a.b-c"])
+def test_accepted_odd_mount_paths_are_harmless(box: Sandbox, mount_name: str) -> None:
     """A mount path the config accepts runs as a path, nothing else, in the real script."""
-    mount_path = f"{tmp_path}/mnt/{mount_name}"
-    try:
-        parse_site_config(changed(BASE, {"nodes.mountPath": mount_path}))
-    except ConfigError:
-        return  # refused: harmless by construction
-    box = Sandbox(tmp_path / "box")
+    mount_path = f"{box.root}/mnt/{mount_name}"
+    parse_site_config(changed(BASE, {"nodes.mountPath": mount_path}))  # accepted
     settings_ = MountSettings(
         "node-a",
         "198.51.100.11:6789:/volumes/_nogroup/a/b",
@@ -268,8 +264,7 @@ def test_a_failing_plan_leaks_nothing(tmp_path: Path) -> None:
 
 
 @requires_sandbox
-def test_sandbox_scripts_never_echo_the_key(tmp_path: Path) -> None:
-    box = Sandbox(tmp_path)
+def test_sandbox_scripts_never_echo_the_key(box: Sandbox) -> None:
     settings_ = MountSettings(
         "node-a", "198.51.100.11:6789:/volumes/_nogroup/a/b", box.mount_path(),
         "spsrc-k8-cluster00", "kernel", install_packages=False,
