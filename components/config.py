@@ -694,7 +694,8 @@ def _stack_keys() -> dict[str, Any]:
     return {k[len(prefix) :]: val for k, val in merged.items() if k.startswith(prefix)}
 
 
-def _decode(value: Any) -> Any:
+def decode_config_value(value: Any) -> Any:
+    """A config value as the program reads it: JSON text decoded, other text kept as is."""
     # Pulumi hands structured config to the program as JSON text; scalars stay text.
     if isinstance(value, str):
         try:
@@ -716,7 +717,7 @@ def load_site_config(project_dir: Path = PROJECT_DIR) -> tuple[SiteConfig, SiteS
     """Read and validate the current stack's config, once, before anything is registered."""
     keys = _stack_keys()
     secret_names = set(SiteConfig.SECRET_KEYS)
-    raw = {k: _decode(val) for k, val in keys.items() if k not in secret_names}
+    raw = {k: decode_config_value(val) for k, val in keys.items() if k not in secret_names}
     known = [f.alias or n for n, f in SiteConfig.model_fields.items()]
     for key in raw:
         if key not in known:

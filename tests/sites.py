@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from components.config import decode_config_value
 from components.hub_values import deep_merge  # noqa: F401 (re-exported for tests)
 from tools.mockrun import ProgramRun, run_program
 from tools.stackfile import load_stack_file
@@ -43,7 +44,7 @@ def espsrc() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, text in stack.config.items():
         if key.startswith(f"{PROJECT}:"):
-            out[key.split(":", 1)[1]] = json.loads(text) if text[:1] in "[{" else text
+            out[key.split(":", 1)[1]] = decode_config_value(text)
     return out
 
 

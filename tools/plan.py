@@ -69,9 +69,6 @@ class Plan:
         return {r.urn: r.name for r in self.run.resources}
 
     @cached_property
-    def fake_output_names(self) -> list[str]:
-        return self.fake_outputs()
-
     def fake_outputs(self) -> list[str]:
         """Stack outputs whose value comes from a faked cloud output."""
         fakes: set[str] = set()
@@ -105,6 +102,12 @@ class Plan:
             "fakeOutputs": list(res.fake_outputs),
         }
 
+    @cached_property
+    def published(self) -> dict[str, Any]:
+        """plan.json's content: the document, with any secret value that slipped through
+        replaced (written to the file and printed by --json, computed once)."""
+        return self.scrub_data(self.document())
+
     def document(self) -> dict[str, Any]:
         return {
             "stack": self.stack,
@@ -114,7 +117,7 @@ class Plan:
                 self.resource_entry(r) for r in sorted(self.run.resources, key=lambda r: r.name)
             ],
             "outputs": redact(self.run.outputs, SECRET_MARK),
-            "fakeOutputs": self.fake_output_names,
+            "fakeOutputs": self.fake_outputs,
             "placeholders": [{"key": p.key, "reason": p.reason} for p in self.placeholders],
             "violations": self.violations,
         }
@@ -200,19 +203,14 @@ def parse_secret_args(values: Sequence[str], project: str) -> dict[str, str]:
 
 def secret_keys_needed(config: dict[str, str], project: str) -> list[str]:
     """The secret config keys the program requires for this config."""
-    from components.config import required_secret_keys
+    from components.config import decode_config_value, required_secret_keys
 
     raw = {
-        k.split(":", 1)[1]: _maybe_json(v) for k, v in config.items() if k.startswith(f"{project}:")
+        k.split(":", 1)[1]: decode_config_value(v)
+        for k, v in config.items()
+        if k.startswith(f"{project}:")
     }
     return [f"{project}:{k}" for k in required_secret_keys(raw)]
-
-
-def _maybe_json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
 
 
 def _config_with_secrets(
@@ -338,9 +336,8 @@ def reveal_partially(values: Any) -> Any:
 def write(plan: Plan, out: Path) -> dict[str, str]:
     if out.exists() and any(out.iterdir()) and not (out / "plan.json").exists():
         raise PlanError(f"--out {out}: exists and is not a plan directory; choose another")
-    document = plan.scrub_data(plan.document())
     files = {
-        "plan.json": json.dumps(document, indent=2, sort_keys=True) + "\n",
+        "plan.json": json.dumps(plan.published, indent=2, sort_keys=True) + "\n",
         **rendered_files(plan),
     }
     # Files of an earlier plan that this one does not write (a removed node's scripts)
@@ -405,7 +402,7 @@ def _count_lines(run: ProgramRun) -> list[str]:
 
 
 def _output_lines(plan: Plan) -> list[str]:
-    fake = set(plan.fake_output_names)
+    fake = set(plan.fake_outputs)
     lines = ["Outputs:"]
     for name, value in redact(plan.run.outputs, SECRET_MARK).items():
         note = "  (fake: known only after the resource is created)" if name in fake else ""
@@ -496,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
     if args.json:
-        print(plan.scrub(json.dumps(plan.scrub_data(plan.document()), indent=2, sort_keys=True)))
+        print(plan.scrub(json.dumps(plan.published, indent=2, sort_keys=True)))
     else:
         print(tree(plan, out, files))
     if plan.policies is not None and plan.policies.mandatory:
