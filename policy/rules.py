@@ -157,9 +157,8 @@ def images_in_object(resource: PolicyResource) -> Iterator[tuple[str, str]]:
     """(where, reference) for the images of a Deployment or a provisioner ConfigMap."""
     props = plain(resource.props)
     if resource.resource_type == DEPLOYMENT:
-        spec = dig(props, "spec", "template", "spec") or {}
         for group in ("initContainers", "containers"):
-            for container in spec.get(group) or []:
+            for container in dig(props, "spec", "template", "spec", group) or []:
                 yield f"{group}[{container.get('name')}]", str(container.get("image", ""))
                 args = [*(container.get("command") or []), *(container.get("args") or [])]
                 for flag, value in itertools.pairwise(args):
@@ -212,6 +211,12 @@ def quantity(value: Any) -> float | None:
 def _singleuser_resources(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
     for resource in ("cpu", "memory"):
         settings = dig(hub.values, "singleuser", resource) or {}
+        if not isinstance(settings, Mapping):
+            report(
+                f"singleuser.{resource} is {settings!r}, not a map with a limit and a guarantee.",
+                hub.release.urn,
+            )
+            continue
         limit, guarantee = settings.get("limit"), settings.get("guarantee")
         if limit is None or guarantee is None:
             report(
@@ -236,10 +241,13 @@ def _singleuser_resources(hub: Hub, _: dict[str, Any], report: ReportViolation) 
 
 
 def _oauth(hub: Hub) -> dict[str, Any]:
-    config = dig(hub.values, "hub", "config") or {}
+    """The authenticator's settings as the hub resolves them; sections that are not maps
+    (hub.extraValues can hold anything) set nothing, as they would set nothing in the hub."""
     merged: dict[str, Any] = {}
     for section in ("Authenticator", "OAuthenticator", "GenericOAuthenticator"):
-        merged.update(config.get(section) or {})
+        settings = dig(hub.values, "hub", "config", section)
+        if isinstance(settings, Mapping):
+            merged.update(settings)
     return merged
 
 
@@ -276,6 +284,10 @@ def _callback_matches_hub_url(hub: Hub, _: dict[str, Any], report: ReportViolati
 def _required_scopes(hub: Hub, config: dict[str, Any], report: ReportViolation) -> None:
     required = list(config.get("requiredScopes", REQUIRED_SCOPES))
     scopes = _oauth(hub).get("scope") or []
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        # A string would match scopes as substrings; the hub wants a list.
+        report(f"The OAuth scope setting {scopes!r} is not a list of scopes.", hub.release.urn)
+        return
     missing = [scope for scope in required if scope not in scopes]
     if missing:
         report(
@@ -286,8 +298,8 @@ def _required_scopes(hub: Hub, config: dict[str, Any], report: ReportViolation) 
 
 
 def _node_port(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
-    service = dig(hub.values, "proxy", "service") or {}
-    if service.get("type") != "NodePort":
+    service = dig(hub.values, "proxy", "service")
+    if not isinstance(service, Mapping) or service.get("type") != "NodePort":
         return
     port = dig(service, "nodePorts", "http")
     low, high = NODE_PORT_RANGE
@@ -321,7 +333,9 @@ def _storage_classes_defined(args: StackValidationArgs, report: ReportViolation)
             ("singleuser", "storage", "dynamic", "storageClass"),
         ):
             name = dig(hub.values, *where)
-            if name and name not in defined | external:
+            if name is not None and not isinstance(name, str):
+                report(f"{'.'.join(where)} is {name!r}, not a storage class name.", hub.release.urn)
+            elif name and name not in defined | external:
                 report(
                     f"{'.'.join(where)} names storage class '{name}', which this stack does not "
                     f"define (it defines {sorted(n for n in defined if n)}): claims would stay "

@@ -297,6 +297,54 @@ def test_chart_version_quiet(espsrc_report: PolicyReport) -> None:
     assert fired(espsrc_report, "chart-version-tested") == []
 
 
+# -- values of the wrong shape (hub.extraValues can hold anything) ------------------------
+@pytest.mark.parametrize(
+    ("values", "policy", "expected"),
+    [
+        ({"singleuser": {"cpu": "2"}}, "singleuser-resources", "singleuser.cpu is '2', not a map"),
+        (
+            {"singleuser": {"storage": {"dynamic": {"storageClass": ["a"]}}}},
+            "storage-classes-defined",
+            "singleuser.storage.dynamic.storageClass is ['a'], not a storage class name",
+        ),
+        (
+            {"hub": {"config": {"GenericOAuthenticator": "x"}}},
+            "oauth-callback-matches-hub-url",
+            "oauth_callback_url is not set",
+        ),
+        (
+            {"hub": {"config": {"GenericOAuthenticator": {"scope": "openid profile email"}}}},
+            "required-oauth-scopes",
+            "'openid profile email' is not a list of scopes",
+        ),
+        ({"proxy": {"service": "NodePort"}}, "node-port-in-range", None),
+    ],
+)
+def test_values_of_the_wrong_shape_are_reported_not_raised(
+    values: dict[str, Any], policy: str, expected: str | None
+) -> None:
+    report = check(extra_values(values))
+    messages = fired(report, policy)
+    if expected is None:
+        assert messages == [], "a service that is not a map sets no NodePort to check"
+    else:
+        assert any(expected in m for m in messages), messages
+    assert not any("could not check" in v.message for v in report.violations)
+
+
+def test_a_rule_that_fails_is_one_reported_line() -> None:
+    def broken(args: Any, report: Any) -> None:
+        raise KeyError("spec")
+
+    from pulumi_policy import StackValidationPolicy
+
+    rule = StackValidationPolicy(name="broken", description="raises", validate=broken)
+    report = evaluate(run().ok(), [rule])
+    assert [(v.policy, v.level, v.message) for v in report.violations] == [
+        ("broken", "mandatory", "the rule could not check this stack (KeyError: 'spec')")
+    ]
+
+
 # -- configuration ---------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("config", "message"),
@@ -316,6 +364,10 @@ def test_chart_version_quiet(espsrc_report: PolicyReport) -> None:
         (
             {"pinned-images": {"strict": True}},
             "policy config pinned-images.strict: is not a setting of this policy",
+        ),
+        (
+            {"pinned-images": {"enforcementLevel": ["advisory"]}},
+            "policy config pinned-images.enforcementLevel: ['advisory'] is not one of",
         ),
     ],
 )
@@ -348,12 +400,36 @@ def test_which_rules_decide_in_a_first_preview() -> None:
         "storage-reclaim-retain",
     ):
         assert important in report.ran, important
-    # The mount commands embed the share's export path, known only once the share exists.
-    assert [name for name, _ in report.not_run] == ["no-secrets-in-commands"]
+    # The mount commands embed the share's export path, known only once the share exists:
+    # that rule is not run on them, one entry per node, and on nothing else.
+    assert sorted((name, why.split(":")[0]) for name, why in report.not_run) == [
+        ("no-secrets-in-commands", f"mounts-{node}")
+        for node in ("k8s-master-0", "k8s-workers-1", "k8s-workers-2")
+    ]
     bad = run(
         site(**{"hub.extraValues": {"singleuser": {"image": {"tag": "latest"}}}}), preview=True
     )
     assert fired(check(bad), "pinned-images"), "decided from the settings ConfigMap"
+
+
+def test_unknown_input_skips_a_resource_rule_on_that_resource_only() -> None:
+    """As the engine does: a command whose text is known is still checked in a preview."""
+
+    def program() -> None:
+        share = openstack.sharedfilesystem.Share("s", share_proto="CEPHFS", size=1)
+        connection = command.remote.ConnectionArgs(host="n")
+        command.remote.Command("unknown", connection=connection, create=share.export_locations)
+        leaky = f"mount -o secret={fake_cephx_key('y')}"
+        command.remote.Command("leaky", connection=connection, create=leaky)
+
+    report = evaluate(run_program({}, [], program=program, preview=True), POLICIES)
+    assert [v.resource for v in report.violations if v.policy == "no-secrets-in-commands"] == [
+        "leaky"
+    ]
+    assert [(name, why.split(":")[0]) for name, why in report.not_run] == [
+        ("no-secrets-in-commands", "unknown")
+    ]
+    assert "no-secrets-in-commands" not in report.ran
 
 
 def test_pinned_policy_sdk_private_api() -> None:

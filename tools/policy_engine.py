@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,7 @@ def _settings(
             raise PolicyConfigError(f"policy config {key}: is not a level or an object")
         if "enforcementLevel" in entry:
             name = entry["enforcementLevel"]
-            if name not in LEVELS:
+            if not isinstance(name, str) or name not in LEVELS:
                 raise PolicyConfigError(
                     f"policy config {key}.enforcementLevel: {name!r} is not one of "
                     f"{', '.join(LEVELS)}"
@@ -207,23 +208,49 @@ def evaluate(
         ) -> None:
             report.violations.append(Violation(_policy, _level, names.get(urn or ""), message))
 
-        try:
-            if isinstance(policy, StackValidationPolicy):
-                policy.validate(StackValidationArgs(resources, properties), violation)
-            else:
-                for resource in resources:
-                    args = ResourceValidationArgs(
-                        resource.resource_type,
-                        resource.props,
-                        resource.urn,
-                        resource.name,
-                        resource.opts,
-                        None,
-                        properties,
-                    )
-                    policy.validate(args, _on(resource.urn, violation))
-        except UnknownValueError as err:
-            report.not_run.append((policy.name, err.message))
-            continue
-        report.ran.append(policy.name)
+        if isinstance(policy, StackValidationPolicy):
+            stack_args = StackValidationArgs(resources, properties)
+            decided = _run_rule(
+                policy.name, partial(policy.validate, stack_args, violation), report, violation
+            )
+        else:
+            # Like the engine, a resource rule that meets an unknown value is not run on
+            # that resource only; it still decides on the others.
+            decided = True
+            for resource in resources:
+                args = ResourceValidationArgs(
+                    resource.resource_type,
+                    resource.props,
+                    resource.urn,
+                    resource.name,
+                    resource.opts,
+                    None,
+                    properties,
+                )
+                check = partial(policy.validate, args, _on(resource.urn, violation))
+                decided &= _run_rule(policy.name, check, report, violation, resource.name)
+        if decided:
+            report.ran.append(policy.name)
     return report
+
+
+def _run_rule(
+    name: str,
+    check: Callable[[], object],
+    report: PolicyReport,
+    violation: Callable[..., None],
+    resource: str | None = None,
+) -> bool:
+    """Run one rule (on one resource); False if it read a value not known yet.
+
+    A rule that fails on a shape it did not expect (hub.extraValues can hold anything) is
+    reported as a violation of that rule in one line, not a traceback.
+    """
+    try:
+        check()
+    except UnknownValueError as err:
+        report.not_run.append((name, f"{resource}: {err.message}" if resource else err.message))
+        return False
+    except Exception as err:
+        violation(f"the rule could not check this stack ({type(err).__name__}: {err})")
+    return True
