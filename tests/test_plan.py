@@ -147,7 +147,10 @@ def test_encrypted_and_missing_secrets_become_placeholders(tmp_path: Path) -> No
     path = stack_file(
         tmp_path,
         espsrc(),
-        {"jupyterhub-platform:oauthClientSecret": {"secure": "v1:AAAABBBBccccdddd"}},
+        {
+            "jupyterhub-platform:oauthClientSecret": {"secure": "v1:AAAABBBBccccdddd"},
+            "openstack:password": {"secure": "v1:EEEEFFFFgggghhhh"},
+        },
     )
     result = plan("test", "--stack-file", str(path), "--out", str(tmp_path / "out"), "--json")
     assert result.returncode == 0, result.stderr
@@ -158,8 +161,13 @@ def test_encrypted_and_missing_secrets_become_placeholders(tmp_path: Path) -> No
             "reason": "secure: value in the stack file; only the Pulumi CLI can decrypt it",
         },
         {"key": "sshPrivateKey", "reason": "not set in the stack"},
+        {
+            "key": "openstack:password",
+            "reason": "secure: value in the stack file; not needed offline",
+        },
     ]
     assert "v1:AAAABBBBccccdddd" not in result.stdout
+    assert "v1:EEEEFFFFgggghhhh" not in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -192,7 +200,8 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert plan().returncode == 2
     bad = plan("espsrc", "--secret", "novalue", "--out", str(tmp_path / "o"))
     assert bad.returncode == 2
-    assert bad.stderr == "error: --secret 'novalue': expected KEY=VALUE\n"
+    assert bad.stderr == "error: --secret: expected KEY=VALUE (the argument is not shown here)\n"
+    assert "novalue" not in bad.stdout + bad.stderr, "it may be the secret itself"
 
 
 def test_out_refuses_a_directory_that_is_not_a_plan(tmp_path: Path) -> None:

@@ -510,6 +510,19 @@ def test_plan_policy_config_file(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "is not valid JSON" in bad.stderr
 
 
+def test_known_secrets_from_the_policy_config_are_kept(tmp_path: Path) -> None:
+    """The file's knownSecrets and the plan's own (from --secret) are both looked for."""
+    config = tmp_path / "policy.json"
+    # Stands for a secret the site knows leaks into command lines; here, the mount path.
+    config.write_text(json.dumps({"no-secrets-in-commands": {"knownSecrets": ["/mnt/k8s-shared"]}}))
+    args = ("--out", str(tmp_path / "p"), "--policy-config", str(config), "--json")
+    result = plan("espsrc", *args, "--secret", "oauthClientSecret=client-secret-1")
+    assert result.returncode == 1, result.stderr
+    found = [v for v in json.loads(result.stdout)["violations"]]
+    assert {v["policy"] for v in found} >= {"no-secrets-in-commands"}
+    assert sum(v["policy"] == "no-secrets-in-commands" for v in found) == 6, "create, delete"
+
+
 def test_extra_values_cannot_carry_secrets() -> None:
     from components.config import ConfigError
 

@@ -195,7 +195,8 @@ def parse_secret_args(values: Sequence[str], project: str) -> dict[str, str]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise PlanError(f"--secret {item.split('=')[0]!r}: expected KEY=VALUE")
+            # Not echoed: an argument without its KEY= may well be the secret itself.
+            raise PlanError("--secret: expected KEY=VALUE (the argument is not shown here)")
         full = key if ":" in key else f"{project}:{key}"
         secrets[full] = value
     return secrets
@@ -219,20 +220,24 @@ def _config_with_secrets(
     """The stack's config with the given secrets, and placeholders for those it lacks."""
     config = {**stack_config.config, **secrets}
     secret_keys = set(stack_config.secret_keys) | set(secrets)
-    placeholders = []
+    stand_ins: dict[str, str] = {}  # full key -> why it has a placeholder
     for key in secret_keys_needed(config, project):
         if key in secrets or (key in config and key not in stack_config.encrypted):
             continue
         if key in stack_config.encrypted:
-            reason = "secure: value in the stack file; only the Pulumi CLI can decrypt it"
+            stand_ins[key] = "secure: value in the stack file; only the Pulumi CLI can decrypt it"
         else:
-            reason = "not set in the stack"
-        placeholders.append(Placeholder(key.split(":", 1)[1], reason))
+            stand_ins[key] = "not set in the stack"
     # Every secure: value, needed or not, gets a stand-in: it cannot be decrypted here.
-    for key in [*stack_config.encrypted, *(f"{project}:{p.key}" for p in placeholders)]:
+    for key in stack_config.encrypted:
         if key not in secrets:
-            config[key] = f"{PLACEHOLDER}-{key.split(':', 1)[1]}"
-            secret_keys.add(key)
+            stand_ins.setdefault(key, "secure: value in the stack file; not needed offline")
+    placeholders = []
+    for key, reason in stand_ins.items():
+        short = key.split(":", 1)[1] if key.startswith(f"{project}:") else key
+        placeholders.append(Placeholder(short, reason))
+        config[key] = f"{PLACEHOLDER}-{key.split(':', 1)[1]}"
+        secret_keys.add(key)
     return config, secret_keys, placeholders
 
 

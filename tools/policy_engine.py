@@ -168,6 +168,20 @@ def _settings(
     return level, properties
 
 
+def _with_extra(properties: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings from the file, extended (not replaced) by what the plan adds."""
+    merged = dict(properties)
+    for key, value in extra.items():
+        given = merged.get(key)
+        if isinstance(given, list) and isinstance(value, list):
+            merged[key] = [*given, *(v for v in value if v not in given)]
+        elif isinstance(given, dict) and isinstance(value, dict):
+            merged[key] = {**given, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 def _on(urn: str, report: Callable[..., None]) -> Callable[[str, str | None], None]:
     """A resource policy's report function: violations name the resource validated."""
 
@@ -197,7 +211,7 @@ def evaluate(
         if level is EnforcementLevel.DISABLED:
             report.disabled.append(policy.name)
             continue
-        properties = {**properties, **(extra or {}).get(policy.name, {})}
+        properties = _with_extra(properties, (extra or {}).get(policy.name, {}))
 
         def violation(
             message: str,
