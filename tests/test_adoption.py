@@ -10,7 +10,7 @@ import pytest
 
 from components.config import ConfigError
 from tests.sites import ROOT, run, site
-from tests.test_plan import plan
+from tests.test_plan import plan, stack_file
 from tools.mockrun import ProgramRun, reveal
 
 SHARE_ID = "3f1c2a9e-5b7d-4c8e-9a0f-1b2c3d4e5f60"
@@ -111,14 +111,15 @@ def test_access_rule_needs_its_share() -> None:
 
 
 def test_plan_of_the_adoption_lists_imports_and_replaces_nothing(tmp_path: Path) -> None:
+    # Pulumi.espsrc.yaml itself with the adoption keys set, as README's steps have it.
     result = plan(
         "espsrc",
         "--stack-file",
-        str(FIXTURES / "Pulumi.espsrc-adopt.yaml"),
+        str(stack_file(tmp_path, site(**ADOPT))),
         "--policy-config",
         str(FIXTURES / "policy-adopt.json"),
         "--out",
-        str(tmp_path),
+        str(tmp_path / "plan"),
         "--json",
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
@@ -139,6 +140,18 @@ def test_plan_of_the_adoption_lists_imports_and_replaces_nothing(tmp_path: Path)
     assert {v["resource"] for v in advisories} == {"hub-namespace", "hub-release"}
     assert all(v["level"] == "advisory" for v in advisories)
     assert [v for v in document["violations"] if v["level"] == "mandatory"] == []
+    # The config for the real preview: the given file plus what is adopted, since
+    # policies cannot see import ids.
+    preview_config = json.loads((tmp_path / "plan" / "policy-config.json").read_text())
+    assert preview_config == {
+        **json.loads((FIXTURES / "policy-adopt.json").read_text()),
+        "adopted-resources-changed": {"adopted": imports},
+    }
+
+
+def test_a_new_site_gets_no_adoption_policy_config(tmp_path: Path) -> None:
+    assert plan("espsrc", "--out", str(tmp_path)).returncode == 0
+    assert not (tmp_path / "policy-config.json").exists()
 
 
 def test_adopting_the_release_needs_the_database_class() -> None:

@@ -58,6 +58,8 @@ class Plan:
     known_secrets: list[str] = field(default_factory=list)
     """Secret config values given to the plan (not placeholders): policies look for them."""
     policies: PolicyReport | None = None
+    policy_config: dict[str, Any] = field(default_factory=dict)
+    """The --policy-config file's content, as read."""
 
     @property
     def violations(self) -> list[dict[str, Any]]:
@@ -281,10 +283,11 @@ def apply_policies(plan: Plan, policy_config: Path | None) -> None:
     from tools.policy_engine import PolicyConfigError, evaluate, load_config
 
     try:
+        plan.policy_config = load_config(policy_config)
         plan.policies = evaluate(
             plan.run,
             POLICIES,
-            load_config(policy_config),
+            plan.policy_config,
             extra={
                 "no-secrets-in-commands": {"knownSecrets": plan.known_secrets},
                 "adopted-resources-changed": {
@@ -324,7 +327,28 @@ def rendered_files(plan: Plan) -> dict[str, str]:
         elif is_kubernetes_object(res):
             kind = str(res.inputs.get("kind", res.type.rsplit(":", 1)[-1])).lower()
             files[f"manifests/{kind}-{res.name}.yaml"] = _yaml(plan.scrub_data(manifest(res)))
+    adopted = {r.name: r.import_id for r in plan.run.resources if r.import_id}
+    if adopted:
+        files["policy-config.json"] = json.dumps(preview_policy_config(plan, adopted), indent=2)
     return files
+
+
+def preview_policy_config(plan: Plan, adopted: dict[str, str]) -> dict[str, Any]:
+    """The --policy-pack-config for the real preview of an adoption.
+
+    Policies cannot see import ids, so `adopted-resources-changed` learns from this file
+    which resources are adopted. It is the --policy-config given to the plan plus that
+    map, without knownSecrets: secret values are never written to a file.
+    """
+    config = json.loads(json.dumps(plan.policy_config))
+    entry = config.get("adopted-resources-changed", {})
+    entry = {"enforcementLevel": entry} if isinstance(entry, str) else entry
+    entry["adopted"] = {**entry.get("adopted", {}), **adopted}
+    config["adopted-resources-changed"] = entry
+    secrets_rule = config.get("no-secrets-in-commands")
+    if isinstance(secrets_rule, dict):
+        secrets_rule.pop("knownSecrets", None)
+    return config
 
 
 def reveal_partially(values: Any) -> Any:
