@@ -418,7 +418,8 @@ def test_unknown_input_skips_a_resource_rule_on_that_resource_only() -> None:
     def program() -> None:
         share = openstack.sharedfilesystem.Share("s", share_proto="CEPHFS", size=1)
         connection = command.remote.ConnectionArgs(host="n")
-        command.remote.Command("unknown", connection=connection, create=share.export_locations)
+        create = share.export_locations.apply(lambda locations: f"mount {locations}")
+        command.remote.Command("unknown", connection=connection, create=create)
         leaky = f"mount -o secret={fake_cephx_key('y')}"
         command.remote.Command("leaky", connection=connection, create=leaky)
 
