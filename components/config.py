@@ -70,6 +70,7 @@ DnsName = Annotated[str, AfterValidator(v.dns_name)]
 HostAddress = Annotated[str, AfterValidator(v.host_address)]
 HttpsUrl = Annotated[str, AfterValidator(v.https_url)]
 AbsPath = Annotated[str, AfterValidator(v.abs_path)]
+MountPoint = Annotated[str, AfterValidator(v.mount_point)]
 UrlPath = Annotated[str, AfterValidator(v.url_path)]
 AppPath = Annotated[str, AfterValidator(v.app_path)]
 UnixUser = Annotated[str, AfterValidator(v.unix_user)]
@@ -441,7 +442,7 @@ class NodeHost(_Model):
 
 
 class NodesSettings(_Model):
-    mount_path: AbsPath = Field(description="where every node mounts the share")
+    mount_path: MountPoint = Field(description="where every node mounts the share")
     ssh_user: UnixUser = Field(description="SSH user; not root means scripts run via sudo -n")
     ssh_port: TcpPort = Field(default=22)
     bastion: Bastion | None = None

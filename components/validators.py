@@ -108,6 +108,25 @@ def abs_path(value: str) -> str:
     return value
 
 
+# Mounting the share over these would hide what the node runs on (its configuration, its
+# programs, k3s's and the kubelet's state under /var/lib): refused, and anything under them.
+_SYSTEM_TREES = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32",
+                           "proc", "root", "run", "sbin", "sys", "usr", "var"})  # fmt: skip
+# Standard directories that hold other things: a mount point goes below them.
+_SHARED_PARENTS = frozenset({"/home", "/media", "/mnt", "/opt", "/snap", "/srv", "/tmp"})  # noqa: S108
+
+
+def mount_point(value: str) -> str:
+    """A path of the share's own, such as /mnt/k8s-shared: not a system directory."""
+    abs_path(value)
+    if value == "/" or value.split("/")[1] in _SYSTEM_TREES or value in _SHARED_PARENTS:
+        raise ValueError(
+            "is a system directory or one that holds others: mounting the share there would "
+            "hide what the node keeps in it; use a directory of its own such as /mnt/k8s-shared"
+        )
+    return value
+
+
 def url_path(value: str) -> str:
     """A URL path that starts and ends with '/', as the chart's baseUrl."""
     bad = ValueError("is not a URL path that starts and ends with '/', such as / or /jhub/")

@@ -59,6 +59,11 @@ class Sandbox:
         return self.root / "mounts"
 
     @property
+    def share(self) -> Path:
+        """The share's content while it is not mounted (the fake mount moves it in)."""
+        return Path(f"{self.mounts_file}.share")
+
+    @property
     def log_file(self) -> Path:
         return self.root / "calls.log"
 

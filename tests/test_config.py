@@ -14,6 +14,10 @@ DNS_LABEL = (
     "starting and ending with a letter or digit)"
 )
 HTTPS = "is not an https:// URL with a host name and no spaces or credentials"
+SYSTEM_DIR = (
+    "is a system directory or one that holds others: mounting the share there would hide what "
+    "the node keeps in it; use a directory of its own such as /mnt/k8s-shared"
+)
 PATH = (
     "is not an absolute path such as /mnt/k8s-shared (parts of letters, digits, '.', '_' and "
     "'-', each starting with a letter, digit or '_'; no trailing '/')"
@@ -109,6 +113,11 @@ BAD: list[tuple[str, Any, str]] = [
     ("nodes.mountPath", "/mnt/k8s shared", f'nodes.mountPath: "/mnt/k8s shared" {PATH}'),
     ("nodes.mountPath", "/mnt/../etc", f'nodes.mountPath: "/mnt/../etc" {PATH}'),
     ("nodes.mountPath", "/mnt/k8s-shared/", f'nodes.mountPath: "/mnt/k8s-shared/" {PATH}'),
+    ("nodes.mountPath", "/etc", f'nodes.mountPath: "/etc" {SYSTEM_DIR}'),
+    ("nodes.mountPath", "/var/lib/rancher", f'nodes.mountPath: "/var/lib/rancher" {SYSTEM_DIR}'),
+    ("nodes.mountPath", "/usr/local/share", f'nodes.mountPath: "/usr/local/share" {SYSTEM_DIR}'),
+    ("nodes.mountPath", "/mnt", f'nodes.mountPath: "/mnt" {SYSTEM_DIR}'),
+    ("nodes.mountPath", "/home", f'nodes.mountPath: "/home" {SYSTEM_DIR}'),
     (
         "nodes.hosts[1].address",
         "192.168.250.195; reboot",
@@ -249,4 +258,10 @@ def test_config_error_is_a_run_error_so_pulumi_prints_no_traceback() -> None:
 
 def test_espsrc_is_valid() -> None:
     result = run()
+    assert result.error is None, result.error
+
+
+@pytest.mark.parametrize("path", ["/mnt/k8s-shared", "/cephfs", "/data/shared", "/home/shared"])
+def test_mount_paths_of_their_own_are_accepted(path: str) -> None:
+    result = run(site(**{"nodes.mountPath": path}))
     assert result.error is None, result.error

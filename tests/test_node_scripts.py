@@ -240,8 +240,11 @@ def test_delete_unmounts_and_leaves_the_data(box: Sandbox) -> None:
     assert fstab_lines_for(box, settings.mount_path) == []
     assert not box.etc(SECRET).exists()
     assert not box.etc("systemd/system/k3s.service.d/50-jupyterhub-platform-share.conf").exists()
-    assert (home / "thesis.ipynb").read_text() == "{}"
-    assert (Path(settings.mount_path) / ".jupyterhub-platform-share").exists()
+    # The files went with the share (the fake umount moves them to its store), none was
+    # deleted, and the unused mount point on the node's disk is empty.
+    assert (box.share / home.name / "thesis.ipynb").read_text() == "{}"
+    assert (box.share / ".jupyterhub-platform-share").exists()
+    assert list(Path(settings.mount_path).iterdir()) == []
     again = delete(box, settings)
     assert again.returncode == 0 and "not mounted" in again.stdout
 
@@ -494,6 +497,23 @@ def test_teardown_needs_the_marker_too(tmp_path: Path) -> None:
     (shared / ".jupyterhub-platform-share").write_text("x\n")
     assert run_volume_script("volume-teardown.sh", shared, vol).returncode == 0
     assert not vol.exists()
+
+
+@requires_sandbox
+def test_create_refuses_to_hide_files_on_the_nodes_own_disk(box: Sandbox) -> None:
+    # What a node whose boot mount failed collects: writes that missed the share.
+    settings = settings_for(box)
+    Path(settings.mount_path).mkdir(parents=True)
+    (Path(settings.mount_path) / "pvc-stray").mkdir()
+    result = create(box, settings)
+    assert result.returncode != 0
+    assert f"{settings.mount_path} is not empty on this node's own disk (it holds 'pvc-stray')" in (
+        result.stderr
+    )
+    assert box.mounts() == []
+    assert fstab_lines_for(box, settings.mount_path) == []
+    assert (Path(settings.mount_path) / "pvc-stray").is_dir()
+    assert not box.etc(SECRET).exists(), "a failed run leaves no key behind"
 
 
 @requires_sandbox
