@@ -25,6 +25,7 @@ from pulumi.runtime.config import get_config_env, is_config_secret
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -117,6 +118,16 @@ ApiVersion = Annotated[str, AfterValidator(_api_version)]
 Duration = Annotated[str, AfterValidator(_duration)]
 
 
+def _not_bool(value: Any) -> Any:
+    # pydantic's lax mode reads true as 1: `sizeGb: true` would ask for a 1 GB share.
+    if isinstance(value, bool):
+        raise ValueError("is not a number")
+    return value
+
+
+NotBool = BeforeValidator(_not_bool)
+
+
 def _in_range(low: int, high: int) -> AfterValidator:
     def check(value: int) -> int:
         if not low <= value <= high:
@@ -126,10 +137,10 @@ def _in_range(low: int, high: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-NodePort = Annotated[int, _in_range(30000, 32767)]
-TcpPort = Annotated[int, _in_range(1, 65535)]
-ShareSizeGb = Annotated[int, _in_range(1, 1_000_000)]
-TimeoutSeconds = Annotated[int, _in_range(60, 7200)]
+NodePort = Annotated[int, NotBool, _in_range(30000, 32767)]
+TcpPort = Annotated[int, NotBool, _in_range(1, 65535)]
+ShareSizeGb = Annotated[int, NotBool, _in_range(1, 1_000_000)]
+TimeoutSeconds = Annotated[int, NotBool, _in_range(60, 7200)]
 
 
 def _positive_cpu(value: float) -> float:
@@ -138,7 +149,7 @@ def _positive_cpu(value: float) -> float:
     return value
 
 
-Cpu = Annotated[float, AfterValidator(_positive_cpu)]
+Cpu = Annotated[float, NotBool, AfterValidator(_positive_cpu)]
 
 
 class TokenMethod(str, Enum):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pulumi
 import pytest
 
-from components.config import ConfigError
-from tests.sites import DELETE, SECRETS, espsrc, run, site
+from components.config import ConfigError, load_site_config
+from tests.sites import DELETE, SECRETS, as_config, espsrc, run, site
+from tools.mockrun import Secret, run_program
 
 DNS_LABEL = (
     "is not a DNS label (lowercase letters, digits and '-', 1-63 characters, "
@@ -113,6 +115,8 @@ BAD: list[tuple[str, Any, str]] = [
     ("nodes.mountPath", "/mnt/k8s shared", f'nodes.mountPath: "/mnt/k8s shared" {PATH}'),
     ("nodes.mountPath", "/mnt/../etc", f'nodes.mountPath: "/mnt/../etc" {PATH}'),
     ("nodes.mountPath", "/mnt/k8s-shared/", f'nodes.mountPath: "/mnt/k8s-shared/" {PATH}'),
+    ("share.sizeGb", True, "share.sizeGb: true is not a number"),
+    ("hub.singleuser.cpu.limit", True, "hub.singleuser.cpu.limit: true is not a number"),
     ("nodes.mountPath", "/etc", f'nodes.mountPath: "/etc" {SYSTEM_DIR}'),
     ("nodes.mountPath", "/var/lib/rancher", f'nodes.mountPath: "/var/lib/rancher" {SYSTEM_DIR}'),
     ("nodes.mountPath", "/usr/local/share", f'nodes.mountPath: "/usr/local/share" {SYSTEM_DIR}'),
@@ -265,3 +269,29 @@ def test_espsrc_is_valid() -> None:
 def test_mount_paths_of_their_own_are_accepted(path: str) -> None:
     result = run(site(**{"nodes.mountPath": path}))
     assert result.error is None, result.error
+
+
+def test_secret_keys_are_read_as_secrets() -> None:
+    """The SiteSecrets Outputs are secret from the start, not only where they are used."""
+
+    def program() -> None:
+        _, secrets = load_site_config()
+        pulumi.export("client", secrets.oauth_client_secret)
+        pulumi.export("key", secrets.ssh_private_key)
+
+    config, keys = as_config(espsrc())
+    result = run_program(config, keys, program=program).ok()
+    assert result.outputs == {
+        "client": Secret(SECRETS["oauthClientSecret"]),
+        "key": Secret(SECRETS["sshPrivateKey"]),
+    }
+
+
+def test_the_private_sdk_config_api_the_program_reads_is_there() -> None:
+    """load_site_config reads raw keys through pulumi.runtime.config (not public API):
+    a Pulumi SDK release that moves it fails here, not in a site's preview."""
+    from pulumi.runtime import config as runtime_config
+
+    assert callable(runtime_config.get_config_env)
+    assert callable(runtime_config.is_config_secret)
+    assert isinstance(runtime_config.CONFIG.get(), dict)
