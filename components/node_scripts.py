@@ -17,13 +17,16 @@ from pathlib import Path
 
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
 
-_MONITOR = r"([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):[0-9]+"
+# A monitor starts with a letter or digit (never '-', which mount helpers would read as an
+# option, nor '.'); path parts as for the mount path. mount-cephfs.sh checks the same.
+_MONITOR = r"([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:]+\]):[0-9]+"
 _EXPORT_PATH = re.compile(rf"{_MONITOR}(,{_MONITOR})*:(/[A-Za-z0-9_][A-Za-z0-9._-]*)+")
+EXPORT_PATH_MAX = 1024
 
 
 def check_export_path(value: str) -> str:
     """Manila's export location, as the scripts accept it: mon:port[,mon:port...]:/path."""
-    if _EXPORT_PATH.fullmatch(value) is None:
+    if len(value) > EXPORT_PATH_MAX or _EXPORT_PATH.fullmatch(value) is None:
         raise ValueError(
             f"the share's export location {value!r} is not of the form "
             "mon1:6789,mon2:6789:/volumes/_nogroup/<id>/<id>"

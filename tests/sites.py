@@ -40,9 +40,14 @@ DELETE: Any = _DELETE
 
 def espsrc() -> dict[str, Any]:
     """The espsrc stack's jupyterhub-platform settings, as Python data, keyed without prefix."""
-    stack = load_stack_file(ROOT / "Pulumi.espsrc.yaml", PROJECT)
+    return stack_settings("espsrc")
+
+
+def stack_settings(stack: str) -> dict[str, Any]:
+    """A stack file's jupyterhub-platform settings, as Python data, keyed without prefix."""
+    stack_file = load_stack_file(ROOT / f"Pulumi.{stack}.yaml", PROJECT)
     out: dict[str, Any] = {}
-    for key, text in stack.config.items():
+    for key, text in stack_file.config.items():
         if key.startswith(f"{PROJECT}:"):
             out[key.split(":", 1)[1]] = decode_config_value(text)
     return out

@@ -417,6 +417,9 @@ def test_delete_removes_only_its_own_files(box: Sandbox) -> None:
         {"mount_path": "/mnt/x; touch /tmp/pwned"},
         {"ceph_user": "user`touch /tmp/pwned`"},
         {"export_path": "mon:6789:/volumes/a\n/tmp/pwned"},
+        {"export_path": "-rf:6789:/volumes/a"},
+        {"export_path": "..:6789:/volumes/a"},
+        {"export_path": "mon:6789:/volumes/" + "a" * 1100},
     ],
 )
 def test_hostile_values_are_inert(box: Sandbox, tmp_path: Path, changes: dict[str, Any]) -> None:

@@ -46,8 +46,8 @@ fail() {
 [[ $MOUNT_PATH =~ ^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$ && $MOUNT_PATH != */. && $MOUNT_PATH != */.. ]] ||
     fail "mount path '$MOUNT_PATH' is not a plain absolute path"
 [[ $CEPH_USER =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || fail "cephx user '$CEPH_USER' is not valid"
-monitor='([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):[0-9]+'
-[[ $EXPORT_PATH =~ ^$monitor(,$monitor)*:(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$ ]] ||
+monitor='([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:]+\]):[0-9]+'
+[[ ${#EXPORT_PATH} -le 1024 && $EXPORT_PATH =~ ^$monitor(,$monitor)*:(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$ ]] ||
     fail "export path '$EXPORT_PATH' is not of the form mon:port[,mon:port...]:/path"
 [[ $MOUNT_CLIENT == kernel || $MOUNT_CLIENT == fuse ]] || fail "mount client must be kernel or fuse"
 [[ $INSTALL_PACKAGES == yes || $INSTALL_PACKAGES == no ]] || fail "INSTALL_PACKAGES must be yes or no"
