@@ -574,3 +574,66 @@ def test_a_changed_fstab_line_reloads_systemd(box: Sandbox) -> None:
     result = create(box, settings)
     assert "fstab updated" in result.stdout
     assert box.calls().count("systemctl daemon-reload") == reloads + 1
+
+
+# -- installing the client ------------------------------------------------------------------
+FUSE_TOOLS = ("ceph-fuse", "mount.fuse.ceph")
+FAKE_APT = """#!/usr/bin/env bash
+# Test double for apt-get: records the call; `install ceph-fuse` puts the client's
+# (fake) programs on PATH, as the package would.
+printf 'apt-get %s\\n' "$*" >>"$FAKE_LOG"
+if [[ $1 == install && " $* " == *" ceph-fuse "* ]]; then
+    for tool in {tools}; do cp "{fakes}/$tool" "{bin}/$tool"; done
+fi
+"""
+
+
+def path_without_fuse_client(tmp_path: Path) -> Path:
+    """A PATH directory with every program of this machine and the sandbox's doubles,
+    except the FUSE client's, and an apt-get that installs them."""
+    from tests.sandbox import FAKES
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for fake in FAKES.iterdir():
+        if fake.name not in FUSE_TOOLS:
+            (bin_dir / fake.name).symlink_to(fake)
+    for directory in (
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+    ):
+        for tool in Path(directory).iterdir() if Path(directory).is_dir() else ():
+            link = bin_dir / tool.name
+            if tool.name not in (*FUSE_TOOLS, "apt-get") and not link.is_symlink():
+                link.symlink_to(tool)
+    apt = bin_dir / "apt-get"
+    apt.write_text(FAKE_APT.format(tools=" ".join(FUSE_TOOLS), fakes=FAKES, bin=bin_dir))
+    apt.chmod(0o755)
+    return bin_dir
+
+
+@requires_sandbox
+@pytest.mark.parametrize("allowed", [True, False])
+def test_a_missing_fuse_client_is_installed_only_when_allowed(
+    box: Sandbox, tmp_path: Path, allowed: bool
+) -> None:
+    bin_dir = path_without_fuse_client(tmp_path)
+    settings = settings_for(box, mount_client="fuse", install_packages=allowed)
+    result = create(box, settings, env={"PATH": str(bin_dir)})
+    installs = [c for c in box.calls() if c.startswith("apt-get install")]
+    if allowed:
+        assert result.returncode == 0, result.stderr
+        assert installs == ["apt-get install -y -q ceph-fuse"]
+        assert box.mounts() == [f"fuse.ceph-fuse ceph-fuse {settings.mount_path}"]
+    else:
+        assert result.returncode != 0
+        assert "ceph-fuse is missing and nodes.installPackages is false: install ceph-fuse" in (
+            result.stderr
+        )
+        assert installs == []
+        assert box.mounts() == []
+        assert fstab_lines_for(box, settings.mount_path) == []
