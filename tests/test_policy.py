@@ -258,7 +258,11 @@ def test_no_secrets_in_commands_quiet(espsrc_report: PolicyReport) -> None:
 def test_reclaim_policy_fires_and_can_be_waived() -> None:
     result = run(site(**{"storage.reclaimPolicy": "Delete"}))
     report = check(result)
-    assert fired(report, "storage-reclaim-retain")
+    assert fired(report, "storage-reclaim-retain") == [
+        "Storage class storage-class has reclaimPolicy Delete: deleting a claim, or an "
+        "uninstall, runs the provisioner's rm -rf on that user's data. Use Retain, or waive "
+        "this policy in the policy config if that is intended."
+    ]
     assert report.mandatory
     waived = check(result, {"storage-reclaim-retain": {"enforcementLevel": "disabled"}})
     assert fired(waived, "storage-reclaim-retain") == [] and waived.mandatory == []
@@ -274,6 +278,10 @@ def test_reclaim_policy_quiet(espsrc_report: PolicyReport) -> None:
 def test_allow_all_is_advisory(espsrc_report: PolicyReport) -> None:
     [violation] = [v for v in espsrc_report.violations if v.policy == "allow-all-admits-everyone"]
     assert violation.level == "advisory"
+    assert violation.message == (
+        "allow_all admits every account of the identity provider. If only some should use "
+        "this hub, set hub.oauth.allowedGroups (with claimGroupsKey) instead."
+    )
     groups = run(
         site(
             **{
@@ -289,7 +297,11 @@ def test_allow_all_is_advisory(espsrc_report: PolicyReport) -> None:
 def test_chart_version_is_advisory() -> None:
     report = check(run(site(**{"hub.chartVersion": "4.0.0"})))
     [violation] = [v for v in report.violations if v.policy == "chart-version-tested"]
-    assert violation.level == "advisory" and "4.0.0" in violation.message
+    assert violation.level == "advisory"
+    assert violation.message == (
+        "Chart jupyterhub 4.0.0 is not a version this pack was tested with (3.1.0): check its "
+        "values schema and the hub image's libraries."
+    )
     assert report.mandatory == []
 
 
