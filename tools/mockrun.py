@@ -362,7 +362,14 @@ def run_program(
             runpy.run_path(str(main), run_name="__main__")
 
     # One event loop per run: the SDK pumps whichever loop is current, and a previous user of
-    # asyncio (or a previous run) may have closed or removed it.
+    # asyncio (or a previous run) may have closed or removed it. The mock monitor runs in
+    # the loop's executor threads, and the SDK gives each of them an event loop of its own
+    # that nothing closes; left to the garbage collector, such a loop can fail in __del__
+    # (at exit, once its socket pair is gone) and print a traceback. So every loop made
+    # during the run is recorded and closed after it.
+    previous_policy = asyncio.get_event_loop_policy()
+    policy = _RecordingLoopPolicy()
+    asyncio.set_event_loop_policy(policy)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -370,8 +377,25 @@ def run_program(
             config, secret_keys, stack=stack, project=project, preview=preview, run=run
         )
     finally:
-        loop.close()
+        loop.run_until_complete(loop.shutdown_default_executor())
+        for made in policy.loops:
+            if not made.is_closed():
+                made.close()
         asyncio.set_event_loop(None)
+        asyncio.set_event_loop_policy(previous_policy)
+
+
+class _RecordingLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """The default policy, remembering every event loop it makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loops: list[asyncio.AbstractEventLoop] = []
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = super().new_event_loop()
+        self.loops.append(loop)
+        return loop
 
 
 def _run_in_loop(

