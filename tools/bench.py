@@ -8,12 +8,16 @@ same invocation:
 - the import floor: a process that only imports the SDK modules the plan loads (the list
   is taken from a real plan run, so it is exactly those modules);
 - the plan of the espsrc stack, and of generated stacks with 3, 30 and 300 nodes: wall
-  time (perf_counter around the process) and peak memory (GNU time's maximum RSS);
+  time (perf_counter around the process) and peak memory (the child's maximum RSS, from
+  wait4);
 - the same program shape with nothing of ours around it: a bare script that registers the
   same resources under the SDK's stock mocks, at 3 and 300 nodes: the SDK's own cost per
   node, the floor for ours;
 - the deploy graph at 3, 30 and 300 nodes: resources, the longest chain of dependent
-  custom resources, and the widest level (steps that can run at once).
+  custom resources, and the widest level (steps that can run at once);
+- where the time goes: each part of the plan timed inside one process, the bare SDK
+  program timed the same way in a process of its own, and a profile of the plan at the
+  largest size, by package.
 """
 
 from __future__ import annotations
@@ -37,12 +41,11 @@ import yaml
 from tools.mockrun import PROJECT_DIR
 
 NODE_COUNTS = (3, 30, 300)
-BARE_COUNTS = (3, 300)
-GNU_TIME = "/usr/bin/time"
-# Third-party packages whose modules make up the import floor.
+QUICK_COUNTS = (3, 6, 12)
+# The SDKs' packages (with what they themselves import): the modules of the import floor.
+# pydantic is the program's own choice, not the SDKs', so it is not part of the floor.
 SDK_PACKAGES = ("pulumi", "pulumi_kubernetes", "pulumi_openstack", "pulumi_command",
-                "pulumi_random", "pulumi_policy", "pydantic", "pydantic_core", "yaml",
-                "grpc", "google")  # fmt: skip
+                "pulumi_random", "pulumi_policy", "yaml", "grpc", "google")  # fmt: skip
 
 
 @dataclass
@@ -51,21 +54,18 @@ class Sample:
     peak_kb: int
 
 
-def measure(argv: list[str], runs: int, env: dict[str, str] | None = None) -> list[Sample]:
-    """Run `argv` `runs` times; wall time and peak RSS of each run."""
+def measure(argv: list[str], runs: int) -> list[Sample]:
+    """Run `argv` `runs` times; wall time and peak RSS (KiB, from wait4) of each run."""
     samples = []
     for _ in range(runs):
-        with tempfile.NamedTemporaryFile("r") as report:
-            start = time.perf_counter()
-            subprocess.run(
-                [GNU_TIME, "-f", "%M", "-o", report.name, *argv],
-                cwd=PROJECT_DIR,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                check=True,
-            )
-            elapsed = time.perf_counter() - start
-            samples.append(Sample(elapsed, int(report.read().strip().splitlines()[-1])))
+        start = time.perf_counter()
+        child = subprocess.Popen(argv, cwd=PROJECT_DIR, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - start
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            raise subprocess.CalledProcessError(child.returncode, argv)
+        samples.append(Sample(elapsed, usage.ru_maxrss))
     return samples
 
 
@@ -133,49 +133,126 @@ def graph_figures(count: int) -> dict[str, int]:
 
 
 PHASE_SCRIPT = """
-import asyncio, json, statistics, sys, time
+import asyncio, gc, json, statistics, sys, time
 from pathlib import Path
-import pulumi
-from pulumi.runtime.settings import ROOT
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
-from tools import bare_sdk, plan as P
+
+mode, runs, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+stacks = json.loads(sys.argv[4])
 
 def bare(nodes):
+    import pulumi
+    from pulumi.runtime.settings import ROOT
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+    from tools import bare_sdk
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     ROOT.set(None)
     pulumi.runtime.set_mocks(bare_sdk.EchoMocks(), project="bare", stack="bench")
+    t = time.perf_counter()
     _sync_await(run_pulumi_func(lambda: bare_sdk.program(nodes)))
+    elapsed = time.perf_counter() - t
+    loop.run_until_complete(loop.shutdown_default_executor())
     loop.close()
+    return {"bare SDK program": elapsed}
 
-def phases(stack, nodes, out):
+def ours(nodes):
+    from tools import plan as P
     times = {}
-    t = time.perf_counter(); plan = P.build_plan("bench", Path(stack), {})
+    t = time.perf_counter(); plan = P.build_plan("bench", Path(stacks[str(nodes)]), {})
     times["program under mocks, recorded"] = time.perf_counter() - t
     t = time.perf_counter(); P.apply_policies(plan, None)
     times["policy pack"] = time.perf_counter() - t
-    t = time.perf_counter(); P.write(plan, Path(out))
+    t = time.perf_counter(); files = P.write(plan, Path(out) / str(nodes))
     times["plan.json and rendered files"] = time.perf_counter() - t
-    t = time.perf_counter(); bare(nodes)
-    times["bare SDK program"] = time.perf_counter() - t
+    t = time.perf_counter(); P.tree(plan, Path(out), files)
+    times["printed plan"] = time.perf_counter() - t
     return times
 
-runs, out = int(sys.argv[1]), sys.argv[2]
-stacks = json.loads(sys.argv[3])
-phases(stacks["3"], 3, out)  # warm up: imports and first-use caches
+if mode == "ours":
+    from tools import plan as P
+    P._load_sdks()  # as `python -m tools.plan` does
+part = ours if mode == "ours" else bare
+counts = sorted(int(n) for n in stacks)
+part(counts[0])  # warm up: lazy imports and first-use caches
 result = {}
-for nodes, stack in stacks.items():
-    samples = [phases(stack, int(nodes), out) for _ in range(runs)]
+for nodes in counts:
+    samples = []
+    for _ in range(runs):
+        gc.collect()
+        samples.append(part(nodes))
     result[nodes] = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
 print(json.dumps(result))
 """
 
+PROFILE_SCRIPT = """
+import cProfile, json, pstats, sys
+from pathlib import Path
+from tools import plan as P
 
-def phase_figures(runs: int, stacks: dict[int, Path], out: Path) -> dict[int, dict[str, float]]:
-    """Where the time goes, in one process after its imports: medians per phase."""
+P._load_sdks()
+stack, out = sys.argv[1], Path(sys.argv[2])
+P.write(P.build_plan("bench", Path(stack), {}), out)  # warm up
+profile = cProfile.Profile()
+profile.enable()
+plan = P.build_plan("bench", Path(stack), {})
+P.apply_policies(plan, None)
+P.tree(plan, out, P.write(plan, out))
+profile.disable()
+stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+print(json.dumps([[f, line, name, tt] for (f, line, name), (_, _, tt, _, _) in stats.items()]))
+"""
+
+# Where a function's own time is counted, by its file's path (after our own code, which is
+# anything of the project outside .venv): the first label whose fragment the path holds.
+PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Pulumi SDK and providers", ("/site-packages/pulumi",)),
+    ("gRPC and protobuf", ("/site-packages/grpc", "/site-packages/google")),
+    ("asyncio and threads (the SDK's event loop)", ("/asyncio/", "/threading.py", "/concurrent/")),
+    ("JSON and YAML", ("/json/", "/site-packages/yaml")),
+    ("other packages", ("/site-packages/",)),
+)
+OUR_CODE = "our code (components, tools, policy, __main__.py)"
+
+
+def _group(filename: str) -> str:
+    if filename.startswith(("~", "<")):
+        return "builtins (C functions) and frozen modules"
+    if filename.startswith(str(PROJECT_DIR)) and "/.venv/" not in filename:
+        return OUR_CODE
+    for label, fragments in PROFILE_GROUPS:
+        if any(fragment in filename for fragment in fragments):
+            return label
+    return "other standard library"
+
+
+def profile_figures(stack: Path, out: Path) -> dict[str, Any]:
+    """The plan at `stack` under cProfile: own time by package, and the top functions."""
     result = subprocess.run(
-        [sys.executable, "-c", PHASE_SCRIPT, str(runs), str(out),
+        [sys.executable, "-c", PROFILE_SCRIPT, str(stack), str(out)],
+        cwd=PROJECT_DIR, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    groups: dict[str, float] = {}
+    for filename, _, _, own in rows:
+        label = _group(filename)
+        groups[label] = groups.get(label, 0.0) + own
+    top = sorted(rows, key=lambda r: r[3], reverse=True)[:10]
+    return {
+        "groups": dict(sorted(groups.items(), key=lambda kv: kv[1], reverse=True)),
+        "top": [
+            [f"{Path(f).name}:{line}({name})" if not f.startswith("~") else name, own]
+            for f, line, name, own in top
+        ],
+    }
+
+
+def phase_figures(
+    runs: int, stacks: dict[int, Path], out: Path, mode: str
+) -> dict[int, dict[str, float]]:
+    """Where the time goes, in one process after its imports: medians per part."""
+    result = subprocess.run(
+        [sys.executable, "-c", PHASE_SCRIPT, mode, str(runs), str(out),
          json.dumps({str(k): str(v) for k, v in stacks.items()})],
         cwd=PROJECT_DIR, capture_output=True, text=True, check=True,
     )  # fmt: skip
@@ -183,8 +260,9 @@ def phase_figures(runs: int, stacks: dict[int, Path], out: Path) -> dict[int, di
     return {int(k): v for k, v in data.items()}
 
 
-def bench(runs: int) -> dict[str, Any]:
-    results: dict[str, Any] = {"runs": runs}
+def bench(runs: int, counts: tuple[int, ...] = NODE_COUNTS) -> dict[str, Any]:
+    low, high = counts[0], counts[-1]
+    results: dict[str, Any] = {"runs": runs, "counts": list(counts)}
     with tempfile.TemporaryDirectory(prefix="jhp-bench-") as tmp:
         directory = Path(tmp)
         espsrc = PROJECT_DIR / "Pulumi.espsrc.yaml"
@@ -201,23 +279,27 @@ def bench(runs: int) -> dict[str, Any]:
         results["floor"] = median(floor)
         results["espsrc"] = median(plan)
 
-        results["plan"] = {}
+        # Our plan and the bare SDK alternate at each size, so both see the same machine.
+        results["plan"], results["bare"] = {}, {}
         stacks = {}
-        for count in NODE_COUNTS:
+        for count in counts:
             stacks[count] = stack = stack_with_nodes(count, directory)
-            results["plan"][count] = median(
-                measure(plan_argv(stack, directory / f"out{count}"), runs)
-            )
-        results["phases"] = phase_figures(
-            runs, {3: stacks[3], 300: stacks[300]}, directory / "phases"
-        )
+            ours, bare = [], []
+            for _ in range(runs):
+                ours += measure(plan_argv(stack, directory / f"out{count}"), 1)
+                if count in (low, high):
+                    bare += measure([sys.executable, "-m", "tools.bare_sdk", str(count)], 1)
+            results["plan"][count] = median(ours)
+            if bare:
+                results["bare"][count] = median(bare)
+        ends = {low: stacks[low], high: stacks[high]}
+        results["phases"] = phase_figures(runs, ends, directory / "phases", "ours")
+        bare_phases = phase_figures(runs, ends, directory / "phases", "bare")
+        for count in ends:
+            results["phases"][count].update(bare_phases[count])
+        results["profile"] = profile_figures(stacks[high], directory / "profile")
 
-        results["bare"] = {}
-        for count in BARE_COUNTS:
-            argv = [sys.executable, "-m", "tools.bare_sdk", str(count)]
-            results["bare"][count] = median(measure(argv, runs))
-
-    results["graph"] = {count: graph_figures(count) for count in NODE_COUNTS}
+    results["graph"] = {count: graph_figures(count) for count in counts}
     return results
 
 
@@ -249,32 +331,55 @@ def _table(figures: dict[int, tuple[float, int]]) -> list[str]:
     return rows
 
 
-def _why(phases: dict[int, dict[str, float]]) -> str:
-    def per_node(part: str) -> float:
-        return (phases[300][part] - phases[3][part]) / 297
+def _phase_lines(phases: dict[int, dict[str, float]], low: int, high: int) -> list[str]:
+    rows = [
+        f"| part | {low} nodes | {high} nodes | per added node |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for part in phases[low]:
+        step = (phases[high][part] - phases[low][part]) / (high - low)
+        rows.append(
+            f"| {part} | {phases[low][part] * 1000:.0f} ms | {phases[high][part] * 1000:.0f} ms "
+            f"| {step * 1000:.2f} ms |"
+        )
+    return rows
 
-    program = per_node("program under mocks, recorded")
-    bare = per_node("bare SDK program")
-    output = per_node("plan.json and rendered files") + per_node("policy pack")
+
+def _why(results: dict[str, Any], low: int, high: int) -> str:
+    phases = results["phases"]
+
+    def step(part: str) -> float:
+        return (phases[high][part] - phases[low][part]) / (high - low)
+
+    program, bare = step("program under mocks, recorded"), step("bare SDK program")
+    rest = sum(step(p) for p in phases[low] if p not in ("program under mocks, recorded",
+                                                        "bare SDK program"))  # fmt: skip
+    groups = results["profile"]["groups"]
+    total = sum(groups.values()) or 1.0
+    ours = groups.get(OUR_CODE, 0.0) / total
     return (
-        f"Registering and recording a node's resources costs {program / bare:.2f}x what the "
-        "bare SDK pays for the same registration: nearly all of a node's cost is the SDK's "
-        "own (serialising inputs, resolving outputs, the mock monitor's round trips). The "
-        f"rest, {output * 1000:.2f} ms a node, is work the bare script does not do at all: "
-        "the policy pack's checks of the node's command, and the plan's output, where each "
-        "node's two rendered scripts are written as files and again, with every other input, "
-        "into plan.json. That output is the plan's purpose, so the per-node goal is met "
-        "only for the program itself, not for the whole plan."
+        f"Registering and recording a node costs {program / bare:.2f}x what the bare SDK "
+        f"pays, each measured in a process of its own after its imports; the plan's own "
+        f"work on top (policy checks, plan.json and the rendered files, the printed tree) "
+        f"adds {rest * 1000:.2f} ms a node, output the bare script does not produce at all. "
+        f"The profile of the {high}-node plan says the same: {ours:.0%} of the time is in "
+        "our own code; the rest is the SDK registering resources (serialising inputs, "
+        "resolving Outputs, a thread-pool round trip per resource to the mock monitor) and "
+        "the event loop it runs on."
     )
 
 
 def report(results: dict[str, Any]) -> str:
+    counts: list[int] = results["counts"]
+    low, high = counts[0], counts[-1]
     floor_s, floor_kb = results["floor"]
     espsrc_s, espsrc_kb = results["espsrc"]
     plan = results["plan"]
     bare = results["bare"]
-    ours_per_node = per_node(plan, 3, 300)
-    bare_per_node = per_node(bare, 3, 300)
+    ours_per_node = per_node(plan, low, high)
+    bare_per_node = per_node(bare, low, high)
+    profile = results["profile"]
+    total = sum(profile["groups"].values()) or 1.0
     lines = [
         "# Benchmarks",
         "",
@@ -283,12 +388,12 @@ def report(results: dict[str, Any]) -> str:
         f"- When: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: {machine()}",
         f"- Each figure: the median of {results['runs']} runs of a fresh process; "
-        "wall time around the process, peak memory from GNU time (max RSS).",
+        "wall time around the process, peak memory its maximum RSS.",
         "",
         "## The plan against the import floor",
         "",
         f"The floor imports the {results['floor_modules']} SDK modules a plan run loads "
-        "(pulumi, its providers, pulumi-policy, pydantic, PyYAML) and nothing else.",
+        "(pulumi, its providers, pulumi-policy, and what they import) and nothing else.",
         "",
         "| process | wall time | peak memory |",
         "| --- | ---: | ---: |",
@@ -302,13 +407,12 @@ def report(results: dict[str, Any]) -> str:
         "",
         *_table(plan),
         "",
-        f"Time per added node: {ours_per_node * 1000:.2f} ms (3 to 300 nodes); "
-        f"30 to 300: {per_node(plan, 30, 300) * 1000:.2f} ms.",
+        f"Time per added node: {ours_per_node * 1000:.2f} ms ({low} to {high} nodes).",
         "",
         "## The SDK alone (`tools/bare_sdk.py`)",
         "",
         "The same resources, registered by a bare script under the SDK's stock mocks, with "
-        "nothing of ours around them.",
+        "nothing of ours around them; its runs alternate with the plan's above.",
         "",
         *_table(bare),
         "",
@@ -317,20 +421,24 @@ def report(results: dict[str, Any]) -> str:
         "",
         "## Where the time goes",
         "",
-        "Inside one process, after its imports (medians), what each part of the plan costs at "
-        "3 and 300 nodes, and per added node; the bare SDK program is timed in the same "
-        "process for comparison.",
+        "Each part of the plan, timed inside one process after its imports (medians), at "
+        f"{low} and {high} nodes; the bare SDK program timed the same way in a process of "
+        "its own.",
         "",
-        "| part | 3 nodes | 300 nodes | per added node |",
-        "| --- | ---: | ---: | ---: |",
-        *[
-            f"| {part} | {results['phases'][3][part] * 1000:.0f} ms | "
-            f"{results['phases'][300][part] * 1000:.0f} ms | "
-            f"{(results['phases'][300][part] - results['phases'][3][part]) / 297 * 1000:.2f} ms |"
-            for part in results["phases"][3]
-        ],
+        *_phase_lines(results["phases"], low, high),
         "",
-        _why(results["phases"]),
+        f"Profile of the {high}-node plan (cProfile, after a warm-up run; own time by where "
+        "the function lives):",
+        "",
+        "| where | share of the time |",
+        "| --- | ---: |",
+        *[f"| {label} | {own / total:.0%} |" for label, own in profile["groups"].items()],
+        "",
+        "The ten functions with the most own time: "
+        + ", ".join(f"`{name}` {own / total:.1%}" for name, own in profile["top"])
+        + ".",
+        "",
+        _why(results, low, high),
         "",
         "## The deploy graph",
         "",
@@ -355,8 +463,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
     parser.add_argument("--runs", type=int, default=5, help="runs per figure (median)")
     parser.add_argument("--out", type=Path, default=PROJECT_DIR / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"sites of {', '.join(map(str, QUICK_COUNTS))} nodes: checks the benchmark runs",
+    )
     args = parser.parse_args(argv)
-    text = report(bench(args.runs))
+    text = report(bench(args.runs, QUICK_COUNTS if args.quick else NODE_COUNTS))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
