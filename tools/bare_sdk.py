@@ -1,6 +1,6 @@
 """The program's shape with nothing of ours around it: the SDK's own cost, for the benchmark.
 
-    python -m tools.bare_sdk NODES
+    python -m tools.bare_sdk NODES [--tuned-gc]
 
 Registers the resources the program registers for a site with NODES nodes (the share and
 its rule, one remote command per node with a command line and stdin of the same size, the
@@ -128,6 +128,11 @@ def program(nodes: int) -> None:
 
 def main() -> int:
     nodes = int(sys.argv[1])
+    if "--tuned-gc" in sys.argv[2:]:
+        # The plan's garbage-collector settings, for a like-for-like comparison.
+        from tools import gc_tuning
+
+        gc_tuning.tune(tuple(m for m in gc_tuning.PRELOAD if m.startswith("pulumi")))
     pulumi.runtime.set_mocks(EchoMocks(), project="bare", stack="bench")
     _sync_await(run_pulumi_func(lambda: program(nodes)))
     return 0

@@ -17,7 +17,6 @@ Exit codes: 0 planned; 1 mandatory policy violations; 2 invalid input (one line 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from tools import gc_tuning
 from tools.mockrun import PROJECT_DIR, ProgramRun, Registered, Secret, redact, reveal
 from tools.stackfile import StackFile, StackFileError, load_stack_file
 
@@ -499,34 +499,6 @@ def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
     return plan.scrub("\n".join(lines))
 
 
-def _load_sdks() -> None:
-    """Import what the program and the policy pack use, then take it out of the garbage
-    collector's view.
-
-    The SDKs leave a few hundred thousand objects that live as long as the process; every
-    full collection during the run would walk them again, and a plan of a large site runs
-    many. Frozen, collections walk only what the plan itself creates; and a plan, a
-    short-lived process, collects less often (the first generation at 50,000 new objects
-    rather than 700): about 0.3 ms less per node at 300 nodes (docs/benchmarks.md).
-    """
-    import pulumi_command  # noqa: F401
-    import pulumi_kubernetes  # noqa: F401
-    import pulumi_openstack  # noqa: F401
-    import pulumi_random  # noqa: F401
-
-    import components.jupyterhub
-    import components.node_mounts
-    import components.share
-    import components.storage_class  # noqa: F401
-    import policy.rules  # noqa: F401
-    import tools.mockrun
-    import tools.policy_engine  # noqa: F401
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 50)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tools.plan",
@@ -552,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.site}.yaml"
     out = args.out or PROJECT_DIR / "build" / "plan" / args.site
-    _load_sdks()
+    gc_tuning.tune()
     try:
         project = project_name(PROJECT_DIR)
         secrets = parse_secret_args(args.secret, project)
