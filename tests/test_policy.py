@@ -13,6 +13,7 @@ import pulumi_command as command
 import pulumi_kubernetes as k8s
 import pulumi_openstack as openstack
 import pytest
+from pulumi_policy import EnforcementLevel
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 from policy.rules import POLICIES, is_pinned, quantity, secret_material
@@ -22,6 +23,7 @@ from tools.mockrun import ProgramRun, fake_cephx_key, run_program
 from tools.policy_engine import PolicyConfigError, PolicyReport, evaluate
 
 RUNBOOK = ROOT / "tests" / "fixtures" / "Pulumi.runbook.yaml"
+ADVISORY = EnforcementLevel.ADVISORY
 
 
 def check(result: ProgramRun, config: dict[str, Any] | None = None, **extra: Any) -> PolicyReport:
@@ -350,11 +352,55 @@ def test_a_rule_that_fails_is_one_reported_line() -> None:
 
     from pulumi_policy import StackValidationPolicy
 
-    rule = StackValidationPolicy(name="broken", description="raises", validate=broken)
+    rule = StackValidationPolicy(
+        name="broken", description="raises", validate=broken, enforcement_level=ADVISORY
+    )
     report = evaluate(run().ok(), [rule])
+    # Mandatory whatever the rule's level: a pack that cannot check fails the preview.
     assert [(v.policy, v.level, v.message) for v in report.violations] == [
         ("broken", "mandatory", "the rule could not check this stack (KeyError: 'spec')")
     ]
+    assert report.ran == []
+
+
+def test_a_resource_rule_that_fails_names_the_resource() -> None:
+    def broken(args: Any, report: Any) -> None:
+        if args.resource_type == "openstack:sharedfilesystem/share:Share":
+            raise TypeError("unexpected shape")
+
+    from pulumi_policy import ResourceValidationPolicy
+
+    rule = ResourceValidationPolicy(
+        name="broken", description="raises", validate=broken, enforcement_level=ADVISORY
+    )
+    report = evaluate(run().ok(), [rule])
+    assert [(v.policy, v.level, v.resource, v.message) for v in report.violations] == [
+        (
+            "broken",
+            "mandatory",
+            "share-share",
+            "the rule could not check share-share (TypeError: unexpected shape)",
+        )
+    ]
+    assert report.ran == []
+
+
+def test_known_secrets_from_file_and_plan_are_both_used() -> None:
+    """evaluate() extends a setting from the file with the plan's own, never replaces it."""
+    result = run()
+    # Stand-ins for secrets: each node's name is in that node's two scripts only.
+    config = {"no-secrets-in-commands": {"knownSecrets": ["k8s-master-0"]}}
+    extra = {"no-secrets-in-commands": {"knownSecrets": ["k8s-workers-1"]}}
+
+    def flagged(*args: Any) -> list[str]:
+        report = evaluate(result.ok(), POLICIES, *args)
+        return sorted(
+            {str(v.resource) for v in report.violations if v.policy == "no-secrets-in-commands"}
+        )
+
+    assert flagged(config) == ["mounts-k8s-master-0"]
+    assert flagged(None, extra) == ["mounts-k8s-workers-1"]
+    assert flagged(config, extra) == ["mounts-k8s-master-0", "mounts-k8s-workers-1"]
 
 
 # -- configuration ---------------------------------------------------------------------

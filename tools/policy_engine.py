@@ -224,9 +224,8 @@ def evaluate(
 
         if isinstance(policy, StackValidationPolicy):
             stack_args = StackValidationArgs(resources, properties)
-            decided = _run_rule(
-                policy.name, partial(policy.validate, stack_args, violation), report, violation
-            )
+            check = partial(policy.validate, stack_args, violation)
+            decided = _run_rule(policy.name, check, report, violation)
         else:
             # Like the engine, a resource rule that meets an unknown value is not run on
             # that resource only; it still decides on the others.
@@ -242,7 +241,7 @@ def evaluate(
                     properties,
                 )
                 check = partial(policy.validate, args, _on(resource.urn, violation))
-                decided &= _run_rule(policy.name, check, report, violation, resource.name)
+                decided &= _run_rule(policy.name, check, report, violation, resource)
         if decided:
             report.ran.append(policy.name)
     return report
@@ -253,18 +252,27 @@ def _run_rule(
     check: Callable[[], object],
     report: PolicyReport,
     violation: Callable[..., None],
-    resource: str | None = None,
+    resource: PolicyResource | None = None,
 ) -> bool:
-    """Run one rule (on one resource); False if it read a value not known yet.
+    """Run one rule (on one resource, for a resource rule); True if it decided.
 
-    A rule that fails on a shape it did not expect (hub.extraValues can hold anything) is
-    reported as a violation of that rule in one line, not a traceback.
+    A rule that reads a value not known yet is not run (as the engine reports it). A rule
+    that fails on a shape it did not expect (hub.extraValues can hold anything) fails the
+    plan, as a policy pack error fails a preview: a mandatory violation, in one line, on
+    the resource it was checking, whatever the rule's own level.
     """
     try:
         check()
     except UnknownValueError as err:
-        report.not_run.append((name, f"{resource}: {err.message}" if resource else err.message))
+        where = f"{resource.name}: " if resource is not None else ""
+        report.not_run.append((name, f"{where}{err.message}"))
         return False
     except Exception as err:
-        violation(f"the rule could not check this stack ({type(err).__name__}: {err})")
+        what = f"{resource.name}" if resource is not None else "this stack"
+        violation(
+            f"the rule could not check {what} ({type(err).__name__}: {err})",
+            resource.urn if resource is not None else None,
+            _level=EnforcementLevel.MANDATORY.value,
+        )
+        return False
     return True
