@@ -11,6 +11,7 @@ sshd would: `bash -c "<command>"`, with the cephx key on stdin.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -58,10 +59,11 @@ class Sandbox:
     def mounts_file(self) -> Path:
         return self.root / "mounts"
 
-    @property
-    def share(self) -> Path:
-        """The share's content while it is not mounted (the fake mount moves it in)."""
-        return Path(f"{self.mounts_file}.share")
+    def share(self, source: str) -> Path:
+        """A share's content while it is not mounted (the fake mount moves it in): the
+        export for the kernel client, the CephFS path for ceph-fuse."""
+        digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+        return Path(f"{self.mounts_file}.shares") / digest
 
     @property
     def log_file(self) -> Path:

@@ -242,8 +242,8 @@ def test_delete_unmounts_and_leaves_the_data(box: Sandbox) -> None:
     assert not box.etc("systemd/system/k3s.service.d/50-jupyterhub-platform-share.conf").exists()
     # The files went with the share (the fake umount moves them to its store), none was
     # deleted, and the unused mount point on the node's disk is empty.
-    assert (box.share / home.name / "thesis.ipynb").read_text() == "{}"
-    assert (box.share / ".jupyterhub-platform-share").exists()
+    assert (box.share(EXPORT) / home.name / "thesis.ipynb").read_text() == "{}"
+    assert (box.share(EXPORT) / ".jupyterhub-platform-share").exists()
     assert list(Path(settings.mount_path).iterdir()) == []
     again = delete(box, settings)
     assert again.returncode == 0 and "not mounted" in again.stdout
@@ -508,6 +508,8 @@ def test_create_refuses_to_hide_files_on_the_nodes_own_disk(box: Sandbox) -> Non
     settings = settings_for(box)
     Path(settings.mount_path).mkdir(parents=True)
     (Path(settings.mount_path) / "pvc-stray").mkdir()
+    box.write_etc(SECRET, "the key of an earlier run\n")
+    etc_before = sorted(p.relative_to(box.upper) for p in box.upper.rglob("*"))
     result = create(box, settings)
     assert result.returncode != 0
     assert f"{settings.mount_path} is not empty on this node's own disk (it holds 'pvc-stray')" in (
@@ -516,7 +518,9 @@ def test_create_refuses_to_hide_files_on_the_nodes_own_disk(box: Sandbox) -> Non
     assert box.mounts() == []
     assert fstab_lines_for(box, settings.mount_path) == []
     assert (Path(settings.mount_path) / "pvc-stray").is_dir()
-    assert not box.etc(SECRET).exists(), "a failed run leaves no key behind"
+    # Refused before anything changed: no file added to /etc, the earlier key as it was.
+    assert sorted(p.relative_to(box.upper) for p in box.upper.rglob("*")) == etc_before
+    assert box.etc(SECRET).read_text() == "the key of an earlier run\n"
 
 
 @requires_sandbox

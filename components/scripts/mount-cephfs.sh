@@ -228,6 +228,17 @@ mount_hint() {
     esac
 }
 
+# --- nothing to hide ----------------------------------------------------------------
+# Mounting over files would hide them: on a node whose boot mount failed they are writes
+# that missed the share, and on a mistyped path they are the node's own. Checked before
+# anything on the node changes, so a refusal leaves it as it was.
+if [[ -d $MOUNT_PATH && -z $(mounted_here) ]]; then
+    first=$(find "$MOUNT_PATH" -mindepth 1 -maxdepth 1 -print -quit)
+    [[ -z $first ]] ||
+        fail "$MOUNT_PATH is not empty on this node's own disk (it holds '${first##*/}'):" \
+            "mounting the share over it would hide that; move its contents away and run again"
+fi
+
 # --- client and credentials -------------------------------------------------------
 install -d -m 0755 "$CEPH_DIR"
 if [[ $MOUNT_CLIENT == kernel ]]; then
@@ -276,14 +287,6 @@ if [[ -n $fstype ]]; then
     esac
     state="already mounted"
 else
-    # Mounting over files would hide them: on a node whose boot mount failed they are
-    # writes that missed the share, and on a mistyped path they are the node's own.
-    if [[ -d $MOUNT_PATH ]]; then
-        first=$(find "$MOUNT_PATH" -mindepth 1 -maxdepth 1 -print -quit)
-        [[ -z $first ]] ||
-            fail "$MOUNT_PATH is not empty on this node's own disk (it holds '${first##*/}'):" \
-                "mounting the share over it would hide that; move its contents away and run again"
-    fi
     if [[ ! -d $MOUNT_PATH ]]; then
         mkdir -p "$MOUNT_PATH"
         undo+=("$MOUNT_PATH")
