@@ -266,3 +266,30 @@ def test_secrets_are_marked_before_the_last_guard(tmp_path: Path) -> None:
     assert built.secret_values
     for needle in (S1, "planted-ssh-S2-b77c04", *built.secret_values):
         assert not any(needle in text for text in texts), needle[:12]
+
+
+def test_a_run_closes_every_event_loop_it_made_and_restores_the_policy() -> None:
+    """The mock monitor's threads get event loops of their own; left open, one can print a
+    traceback from its __del__ at exit."""
+    import asyncio
+
+    from tests.sites import run as run_site
+    from tools import mockrun
+
+    made: list[asyncio.AbstractEventLoop] = []
+    original = mockrun._RecordingLoopPolicy.new_event_loop
+
+    def spy(self: mockrun._RecordingLoopPolicy) -> asyncio.AbstractEventLoop:
+        loop = original(self)
+        made.append(loop)
+        return loop
+
+    before = asyncio.get_event_loop_policy()
+    mockrun._RecordingLoopPolicy.new_event_loop = spy  # type: ignore[method-assign]
+    try:
+        run_site().ok()
+    finally:
+        mockrun._RecordingLoopPolicy.new_event_loop = original  # type: ignore[method-assign]
+    assert asyncio.get_event_loop_policy() is before
+    assert len(made) >= 2, "the run's own loop and at least one executor thread's"
+    assert all(loop.is_closed() for loop in made)

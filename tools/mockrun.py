@@ -370,19 +370,27 @@ def run_program(
     previous_policy = asyncio.get_event_loop_policy()
     policy = _RecordingLoopPolicy()
     asyncio.set_event_loop_policy(policy)
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
     try:
-        return _run_in_loop(
-            config, secret_keys, stack=stack, project=project, preview=preview, run=run
-        )
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return _run_in_loop(
+                config, secret_keys, stack=stack, project=project, preview=preview, run=run
+            )
+        finally:
+            # The monitor's calls have all returned by now; the bound is for a thread
+            # that never does, which must not hang the caller.
+            shutdown = asyncio.wait_for(loop.shutdown_default_executor(), EXECUTOR_TIMEOUT)
+            loop.run_until_complete(shutdown)
     finally:
-        loop.run_until_complete(loop.shutdown_default_executor())
         for made in policy.loops:
-            if not made.is_closed():
+            if not made.is_closed() and not made.is_running():
                 made.close()
         asyncio.set_event_loop(None)
         asyncio.set_event_loop_policy(previous_policy)
+
+
+EXECUTOR_TIMEOUT = 30.0
 
 
 class _RecordingLoopPolicy(asyncio.DefaultEventLoopPolicy):
