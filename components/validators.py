@@ -119,7 +119,7 @@ _SHARED_PARENTS = frozenset({"/home", "/media", "/mnt", "/opt", "/snap", "/srv",
 def mount_point(value: str) -> str:
     """A path of the share's own, such as /mnt/k8s-shared: not a system directory."""
     abs_path(value)
-    if value == "/" or value.split("/")[1] in _SYSTEM_TREES or value in _SHARED_PARENTS:
+    if value.split("/")[1] in _SYSTEM_TREES or value in _SHARED_PARENTS:
         raise ValueError(
             "is a system directory or one that holds others: mounting the share there would "
             "hide what the node keeps in it; use a directory of its own such as /mnt/k8s-shared"

@@ -24,6 +24,8 @@ from tools.mockrun import fake_cephx_key
 
 FAKES = Path(__file__).resolve().parent / "sandbox_bin"
 KEY = fake_cephx_key("sandbox")
+# Where a run finds the machine's own programs, after the doubles.
+SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 
 def sandbox_available() -> str | None:
@@ -106,7 +108,7 @@ class Sandbox:
             'exec bash -c "$1"\n'
         )
         environment = {
-            "PATH": f"{FAKES}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PATH": ":".join([str(FAKES), *SYSTEM_PATH]),
             "FAKE_MOUNTS": str(self.mounts_file),
             "FAKE_LOG": str(self.log_file),
             "FAKE_CEPH_KEY": KEY,

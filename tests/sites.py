@@ -53,7 +53,8 @@ def stack_settings(stack: str) -> dict[str, Any]:
     return out
 
 
-def _split(path: str) -> list[str | int]:
+def split_path(path: str) -> list[str | int]:
+    """A dotted key (`nodes.hosts[0].address`) as its parts: names and list indexes."""
     parts: list[str | int] = []
     for token in re.findall(r"[^.\[\]]+|\[\d+\]", path):
         parts.append(int(token[1:-1]) if token.startswith("[") else token)
@@ -64,7 +65,7 @@ def changed(site: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """A copy of `site` with each dotted key (`nodes.hosts[0].address`) set or deleted."""
     out = copy.deepcopy(site)
     for path, value in changes.items():
-        parts = _split(path)
+        parts = split_path(path)
         node: Any = out
         for part in parts[:-1]:
             if isinstance(part, str) and part not in node:

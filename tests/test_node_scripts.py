@@ -595,21 +595,14 @@ fi
 def path_without_fuse_client(tmp_path: Path) -> Path:
     """A PATH directory with every program of this machine and the sandbox's doubles,
     except the FUSE client's, and an apt-get that installs them."""
-    from tests.sandbox import FAKES
+    from tests.sandbox import FAKES, SYSTEM_PATH
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for fake in FAKES.iterdir():
         if fake.name not in FUSE_TOOLS:
             (bin_dir / fake.name).symlink_to(fake)
-    for directory in (
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ):
+    for directory in SYSTEM_PATH:
         for tool in Path(directory).iterdir() if Path(directory).is_dir() else ():
             link = bin_dir / tool.name
             if tool.name not in (*FUSE_TOOLS, "apt-get") and not link.is_symlink():

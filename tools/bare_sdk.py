@@ -132,7 +132,7 @@ def main() -> int:
         # The plan's garbage-collector settings, for a like-for-like comparison.
         from tools import gc_tuning
 
-        gc_tuning.tune(tuple(m for m in gc_tuning.PRELOAD if m.startswith("pulumi")))
+        gc_tuning.tune(gc_tuning.SDK_MODULES)
     pulumi.runtime.set_mocks(EchoMocks(), project="bare", stack="bench")
     _sync_await(run_pulumi_func(lambda: program(nodes)))
     return 0

@@ -38,7 +38,6 @@ from typing import Any
 
 import yaml
 
-from tools import gc_tuning
 from tools.mockrun import PROJECT_DIR
 
 NODE_COUNTS = (3, 30, 300)
@@ -174,7 +173,7 @@ from tools import gc_tuning
 if mode == "ours":
     gc_tuning.tune()  # as `python -m tools.plan` does
 else:  # the same settings, for a like-for-like comparison
-    gc_tuning.tune(tuple(m for m in gc_tuning.PRELOAD if m.startswith("pulumi")))
+    gc_tuning.tune(gc_tuning.SDK_MODULES)
 part = ours if mode == "ours" else bare
 counts = sorted(int(n) for n in stacks)
 part(counts[0])  # warm up: lazy imports and first-use caches
@@ -272,10 +271,8 @@ def bench(runs: int, counts: tuple[int, ...] = NODE_COUNTS) -> dict[str, Any]:
         modules = floor_modules(espsrc, directory / "probe")
         # With the plan's garbage-collector settings, applied at the same point (see
         # tools/gc_tuning.py): the floor is what importing the SDKs costs the plan.
-        sdks = tuple(m for m in gc_tuning.PRELOAD if m.startswith("pulumi"))
-        floor_script = f"from tools import gc_tuning\ngc_tuning.tune({sdks!r})\n" + "".join(
-            f"import {m}\n" for m in modules
-        )
+        floor_script = "from tools import gc_tuning\ngc_tuning.tune(gc_tuning.SDK_MODULES)\n"
+        floor_script += "".join(f"import {m}\n" for m in modules)
         results["floor_modules"] = len(modules)
 
         # Side by side: floor and espsrc plan alternate, so both see the same machine.

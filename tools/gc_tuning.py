@@ -27,6 +27,9 @@ PRELOAD = (
     "tools.mockrun",
     "tools.policy_engine",
 )
+# The SDKs alone: what a process with nothing of ours (the bench's floor, the bare SDK
+# script) loads before tuning, to be measured with the plan's settings.
+SDK_MODULES = tuple(m for m in PRELOAD if m.startswith("pulumi"))
 THRESHOLDS = (50_000, 50, 50)
 
 

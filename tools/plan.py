@@ -17,6 +17,7 @@ Exit codes: 0 planned; 1 mandatory policy violations; 2 invalid input (one line 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -67,6 +68,11 @@ class Plan:
         return [v.as_dict() for v in self.policies.violations] if self.policies else []
 
     # -- views --------------------------------------------------------------------
+    @cached_property
+    def adopted(self) -> dict[str, str]:
+        """Resource name -> import id, for what the stack adopts."""
+        return {r.name: r.import_id for r in self.run.resources if r.import_id}
+
     @cached_property
     def names(self) -> dict[str, str]:
         return {r.urn: r.name for r in self.run.resources}
@@ -291,9 +297,7 @@ def apply_policies(plan: Plan, policy_config: Path | None) -> None:
             plan.policy_config,
             extra={
                 "no-secrets-in-commands": {"knownSecrets": plan.known_secrets},
-                "adopted-resources-changed": {
-                    "adopted": {r.name: r.import_id for r in plan.run.resources if r.import_id}
-                },
+                "adopted-resources-changed": {"adopted": plan.adopted},
             },
         )
     except PolicyConfigError as err:
@@ -328,23 +332,22 @@ def rendered_files(plan: Plan) -> dict[str, str]:
         elif is_kubernetes_object(res):
             kind = str(res.inputs.get("kind", res.type.rsplit(":", 1)[-1])).lower()
             files[f"manifests/{kind}-{res.name}.yaml"] = _yaml(plan.scrub_data(manifest(res)))
-    adopted = {r.name: r.import_id for r in plan.run.resources if r.import_id}
-    if adopted:
-        files["policy-config.json"] = json.dumps(preview_policy_config(plan, adopted), indent=2)
+    if plan.adopted:
+        files["policy-config.json"] = json.dumps(preview_policy_config(plan), indent=2)
     return files
 
 
-def preview_policy_config(plan: Plan, adopted: dict[str, str]) -> dict[str, Any]:
+def preview_policy_config(plan: Plan) -> dict[str, Any]:
     """The --policy-pack-config for the real preview of an adoption.
 
     Policies cannot see import ids, so `adopted-resources-changed` learns from this file
     which resources are adopted. It is the --policy-config given to the plan plus that
     map, without knownSecrets: secret values are never written to a file.
     """
-    config = json.loads(json.dumps(plan.policy_config))
+    config = copy.deepcopy(plan.policy_config)
     entry = config.get("adopted-resources-changed", {})
     entry = {"enforcementLevel": entry} if isinstance(entry, str) else entry
-    entry["adopted"] = {**entry.get("adopted", {}), **adopted}
+    entry["adopted"] = {**entry.get("adopted", {}), **plan.adopted}
     config["adopted-resources-changed"] = entry
     secrets_rule = config.get("no-secrets-in-commands")
     if isinstance(secrets_rule, dict):
@@ -524,10 +527,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.site}.yaml"
     out = args.out or PROJECT_DIR / "build" / "plan" / args.site
-    gc_tuning.tune()
     try:
         project = project_name(PROJECT_DIR)
         secrets = parse_secret_args(args.secret, project)
+        gc_tuning.tune()
         plan = build_plan(args.site, stack_file, secrets)
         apply_policies(plan, args.policy_config)
         files = write(plan, out)
