@@ -327,6 +327,10 @@ def _key_holds_secret(key: str) -> bool:
         return False
     if any(a in _KEY_KINDS and b == "key" for a, b in itertools.pairwise(words)):
         return True
+    # SECRET_KEY, secretKey, PASSWORD_KEY: the key itself, not a name of one (secretKeyRef,
+    # which ends in "ref", names one).
+    if len(words) >= 2 and words[-1] == "key" and words[-2] in _SECRET_WORDS:
+        return True
     last = words[-1]
     secret_words = [w for w in words if w in _SECRET_WORDS]
     if not secret_words or words[0] == "existing":

@@ -618,6 +618,10 @@ def test_adopted_resources_changed_fires_and_stays_quiet() -> None:
         ({"hub": {"extraEnv": {"JUPYTERHUB_CRYPT_KEY": "k"}}}, "hub.extraEnv.JUPYTERHUB_CRYPT_KEY"),
         ({"hub": {"db": {"url": "postgresql://u:pw@db/x"}}}, "hub.db.url"),
         ({"hub": {"cookieSecret": "c"}}, "hub.cookieSecret"),
+        ({"hub": {"extraEnv": {"SECRET_KEY": "k"}}}, "hub.extraEnv.SECRET_KEY"),
+        ({"hub": {"extraEnv": {"DJANGO_SECRET_KEY": "k"}}}, "hub.extraEnv.DJANGO_SECRET_KEY"),
+        ({"hub": {"services": {"x": {"secretKey": "k"}}}}, "hub.services.x.secretKey"),
+        ({"singleuser": {"extraEnv": {"PASSWORD_KEY": "k"}}}, "singleuser.extraEnv.PASSWORD_KEY"),
         ({"hub": {"config": {"CryptKeeper": {"keys": ["k"]}}}}, "hub.config.CryptKeeper.keys"),
         (
             {"hub": {"config": {"GenericOAuthenticator": {"client_secret": "c"}}}},
@@ -643,6 +647,13 @@ def test_extra_values_refuse_every_kind_of_secret(values: dict[str, Any], key: s
         {"hub": {"config": {"GenericOAuthenticator": {"token_url": "https://iam/token"}}}},
         {"hub": {"db": {"url": "sqlite:///jupyterhub.sqlite"}}},
         {"singleuser": {"extraEnv": {"JUPYTER_ENABLE_LAB": "yes"}}},
+        {
+            "singleuser": {
+                "extraEnv": {
+                    "API": {"valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}}
+                }
+            }
+        },
     ],
 )
 def test_extra_values_accept_names_that_only_mention_secrets(values: dict[str, Any]) -> None:
