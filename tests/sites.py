@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from components.config import decode_config_value
+from components.config import decode_config_value, required_secret_keys
 from components.hub_values import deep_merge  # noqa: F401 (re-exported for tests)
 from tools.mockrun import ProgramRun, run_program
 from tools.stackfile import load_stack_file
@@ -87,7 +87,8 @@ def as_config(
     settings: dict[str, Any], secrets: dict[str, str] | None = None
 ) -> tuple[dict[str, str], list[str]]:
     """The config map and secret keys the language host would pass for these settings."""
-    secrets = SECRETS if secrets is None else secrets
+    if secrets is None:  # the secrets this site asks for (with Vault, only the SSH key)
+        secrets = {k: SECRETS[k] for k in required_secret_keys(settings)}
     config = {
         f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()
     }

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from components.config import ConfigError, parse_site_config
 from components.node_scripts import MountSettings, remote_command
 from tests.sandbox import KEY, Sandbox, requires_sandbox
-from tests.sites import DELETE, SECRETS, changed, espsrc, run, split_path, stack_settings
+from tests.sites import DELETE, changed, espsrc, run, split_path, stack_settings
 from tests.test_plan import plan
-from tools.mockrun import ProgramRun, redact, reveal
+from tools.mockrun import redact, reveal
 
 # The message starts with the key as written in the stack file: a top-level setting, then
 # its path (which may run through a map's own keys).
@@ -81,13 +81,6 @@ def base_for(path: str) -> dict[str, Any]:
 ESPSRC_PATHS = set(leaf_paths(BASE))
 
 
-def run_site(settings_: dict[str, Any]) -> ProgramRun:
-    """Run with the secrets the site's secrets.source asks for (Vault: only the SSH key)."""
-    source = settings_.get("secrets")
-    vault = isinstance(source, dict) and source.get("source") == "vault"
-    return run(settings_, {"sshPrivateKey": SECRETS["sshPrivateKey"]} if vault else None)
-
-
 scalars = st.one_of(
     st.none(),
     st.booleans(),
@@ -115,13 +108,13 @@ def check_refusal_or_plan(settings_: dict[str, Any], full_program: bool) -> None
         assert "\n" not in message and "Traceback" not in message
         assert KEY_LINE.match(message), message
         if full_program:
-            result = run_site(settings_)
+            result = run(settings_)
             assert isinstance(result.error, ConfigError), repr(result.error)
             assert result.resources == []
         return
     assert parsed.site.hub_host
     if full_program:
-        run_site(settings_).ok()
+        run(settings_).ok()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -132,7 +125,7 @@ def test_mutated_configs_are_refused_in_one_line_or_valid(path: str, value: Any)
 
 def test_the_full_stack_is_valid() -> None:
     """Every optional setting at once plans: mutations of FULL start from a valid site."""
-    run_site(FULL).ok()
+    run(FULL).ok()
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -302,7 +295,7 @@ TEXT_FIELDS = {
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
 def test_hostile_text_is_refused_or_carried_verbatim(field: str, kind: str) -> None:
     value = HOSTILE[kind]
-    result = run_site(changed(base_for(field), {field: value}))
+    result = run(changed(base_for(field), {field: value}))
     if result.error is not None:
         assert isinstance(result.error, ConfigError)
         assert str(result.error).startswith(f"{field}: ")
