@@ -551,6 +551,16 @@ def _mounted_in(pid: int, target: Path) -> bool:
     return any(line.split()[4] == str(target) for line in mountinfo.splitlines())
 
 
+def machine_fuse_mounts() -> list[str]:
+    """The ceph-fuse mount points in this machine's own mount namespace."""
+    return subprocess.run(
+        ["findmnt", "-rn", "-o", "TARGET", "-t", "fuse.ceph-fuse"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+
+
 def _run(cmd: list[str], timeout: float = 30.0) -> str:
     proc = subprocess.run(
         cmd, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL

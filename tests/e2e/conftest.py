@@ -75,13 +75,9 @@ def ceph_cluster(e2e_bridge: Bridge) -> Iterator[CephCluster]:
     cluster.stop()
     leftovers = _leftover_processes()
     assert not leftovers, f"processes left after the cluster stopped: {leftovers}"
-    mounts = subprocess.run(
-        ["findmnt", "-rn", "-o", "TARGET", "-t", "fuse.ceph-fuse"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    mine = [m for m in mounts if f"/{ceph_mod.DIR_PREFIX}{os.getpid()}-" in m]
+    mine = [
+        m for m in ceph_mod.machine_fuse_mounts() if f"/{ceph_mod.DIR_PREFIX}{os.getpid()}-" in m
+    ]
     assert not mine, f"FUSE mounts left behind: {mine}"
 
 

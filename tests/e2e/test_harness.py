@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .ceph_cluster import CephCluster
+from .ceph_cluster import CephCluster, machine_fuse_mounts
 from .ssh_host import Bridge, SshHost
 
 pytestmark = pytest.mark.e2e
@@ -87,13 +87,7 @@ def test_two_hosts_share_a_subvolume(
     assert ceph_cluster.read_file(f"{path}/hello.txt") == f"hello from {first.name}\n".encode()
 
     # The mounts live in the hosts' namespaces only, never in the machine's.
-    machine = subprocess.run(
-        ["findmnt", "-rn", "-o", "TARGET", "-t", "fuse.ceph-fuse"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.split()
-    assert MOUNTPOINT not in machine
+    assert MOUNTPOINT not in machine_fuse_mounts()
 
     first.run(f"umount {MOUNTPOINT}", check=True)
     assert first.fuse_mounts() == []
