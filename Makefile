@@ -38,7 +38,7 @@ unit: $(VENV)/.installed-dev
 test: $(VENV)/.installed-dev test-deps lint typecheck unit
 
 plan: $(VENV)/.installed-run
-	$(BIN)/python -m tools.plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG))
+	$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG))
 
 # Plan cost against the import floor and the bare SDK, at 3/30/300 nodes: docs/benchmarks.md.
 bench: $(VENV)/.installed-dev

@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from components import validators as v
+from policy.chart_versions import SUPPORTED_CHARTS, kubernetes_minor
 
 PROJECT = "jupyterhub-platform"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -193,10 +194,34 @@ class _Model(BaseModel):
     )
 
 
+def _quoted_version(value: Any) -> Any:
+    # YAML reads an unquoted 1.30 as the number 1.3: say so rather than "not a string".
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(
+            'is not a string; quote it, e.g. "1.30" (YAML reads an unquoted 1.30 as the number 1.3)'
+        )
+    return value
+
+
+def _kubernetes_version(value: str) -> str:
+    if re.fullmatch(r"1\.(0|[1-9][0-9]{0,2})(\.(0|[1-9][0-9]{0,3}))?", value) is None:
+        raise ValueError('is not a Kubernetes version such as "1.30"')
+    return value
+
+
+KubernetesVersion = Annotated[
+    str, BeforeValidator(_quoted_version), AfterValidator(_kubernetes_version)
+]
+
+
 class SiteSettings(_Model):
     name: DnsLabel = Field(description="short name of the site, e.g. espsrc")
     hub_host: DnsName = Field(
         description="public host name of the hub, served by the site's HAProxy"
+    )
+    kubernetes_version: KubernetesVersion = Field(
+        description='Kubernetes version the cluster runs, quoted, e.g. "1.30" '
+        "(`kubectl version` shows it)"
     )
 
 
@@ -571,6 +596,20 @@ class SiteConfig(_Model):
     @property
     def hub_url(self) -> str:
         return f"https://{self.site.hub_host}{self.hub.base_url}"
+
+    @model_validator(mode="after")
+    def _chart_runs_on_the_cluster(self) -> SiteConfig:
+        chart = SUPPORTED_CHARTS.get(self.hub.chart_version)
+        version = self.site.kubernetes_version
+        if chart is not None and kubernetes_minor(version) < chart.min_kubernetes:
+            needed = ".".join(map(str, chart.min_kubernetes))
+            raise KeyedError(
+                "site.kubernetesVersion",
+                version,
+                f"is older than chart {chart.version} supports (Kubernetes >= {needed}); "
+                "upgrade the cluster or choose another hub.chartVersion",
+            )
+        return self
 
 
 @dataclass(frozen=True)

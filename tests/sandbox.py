@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.mockrun import fake_cephx_key
+from sitectl.mockrun import fake_cephx_key
 
 FAKES = Path(__file__).resolve().parent / "sandbox_bin"
 KEY = fake_cephx_key("sandbox")

@@ -16,8 +16,8 @@ import yaml
 
 from components.config import decode_config_value, required_secret_keys
 from components.hub_values import deep_merge  # noqa: F401 (re-exported for tests)
-from tools.mockrun import ProgramRun, run_program
-from tools.stackfile import load_stack_file
+from sitectl.mockrun import ProgramRun, run_program
+from sitectl.stackfile import load_stack_file
 
 PROJECT = "jupyterhub-platform"
 ROOT = Path(__file__).resolve().parent.parent

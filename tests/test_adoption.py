@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from components.config import ConfigError
+from sitectl.mockrun import ProgramRun, reveal
 from tests.sites import ROOT, run, site
 from tests.test_plan import plan, stack_file
-from tools.mockrun import ProgramRun, reveal
 
 SHARE_ID = "3f1c2a9e-5b7d-4c8e-9a0f-1b2c3d4e5f60"
 RULE_ID = "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d"

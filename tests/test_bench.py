@@ -32,7 +32,7 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
         assert heading in text, heading
     assert re.search(r"Plan / floor: \*\*\d+\.\d\dx\*\*", text)
     assert re.search(r"SDK cost per node: -?\d+\.\d\d ms; ours: -?\d+\.\d\d ms", text)
-    assert "| our code (components, tools, policy, __main__.py) |" in text
+    assert "| our code (components, sitectl, policy, __main__.py) |" in text
     # The longest chain is the same at every size.
     chains = re.findall(r"^\| (\d+) \| \d+ \| (\d+) \| \d+ \|$", text, re.MULTILINE)
     assert [n for n, _ in chains] == ["3", "6", "12"]

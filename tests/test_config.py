@@ -8,8 +8,8 @@ import pulumi
 import pytest
 
 from components.config import ConfigError, load_site_config
+from sitectl.mockrun import Secret, run_program
 from tests.sites import DELETE, SECRETS, as_config, espsrc, run, site
-from tools.mockrun import Secret, run_program
 
 DNS_LABEL = (
     "is not a DNS label (lowercase letters, digits and '-', 1-63 characters, "
@@ -52,6 +52,29 @@ BAD: list[tuple[str, Any, str]] = [
         "jhub",
         'hub.baseUrl: "jhub" is not a URL path that starts and ends with '
         "'/', such as / or /jhub/",
+    ),
+    (
+        "site.kubernetesVersion",
+        1.3,
+        'site.kubernetesVersion: 1.3 is not a string; quote it, e.g. "1.30" (YAML reads an '
+        "unquoted 1.30 as the number 1.3)",
+    ),
+    (
+        "site.kubernetesVersion",
+        "v1.30",
+        'site.kubernetesVersion: "v1.30" is not a Kubernetes version such as "1.30"',
+    ),
+    (
+        "site.kubernetesVersion",
+        "1.22",
+        'site.kubernetesVersion: "1.22" is older than chart 3.1.0 supports (Kubernetes >= '
+        "1.23); upgrade the cluster or choose another hub.chartVersion",
+    ),
+    (
+        "site.kubernetesVersion",
+        DELETE,
+        "site.kubernetesVersion: is missing; it is required (Kubernetes version the cluster "
+        'runs, quoted, e.g. "1.30" (`kubectl version` shows it))',
     ),
     (
         "hub.chartVersion",
@@ -235,8 +258,8 @@ def test_missing_secret_says_how_to_set_it(missing: str) -> None:
 
 
 def test_secret_in_plain_text_is_refused() -> None:
+    from sitectl.mockrun import run_program
     from tests.sites import as_config
-    from tools.mockrun import run_program
 
     config, secret_keys = as_config(espsrc())
     result = run_program(config, [k for k in secret_keys if not k.endswith("sshPrivateKey")])

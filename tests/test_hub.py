@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 
 from components.jupyterhub import HUB_URL_ANNOTATION
+from sitectl.mockrun import ProgramRun, Secret, reveal
 from tests.hubload import load_authenticator, load_spawner
 from tests.sites import (
     OAUTH_SECRET,
@@ -20,7 +21,6 @@ from tests.sites import (
     run,
     site,
 )
-from tools.mockrun import ProgramRun, Secret, reveal
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 

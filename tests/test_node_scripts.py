@@ -18,8 +18,8 @@ from components.node_scripts import (
     render,
     volume_script,
 )
+from sitectl.mockrun import FAKE_MONITORS, fake_cephx_key
 from tests.sandbox import KEY, Sandbox, requires_sandbox
-from tools.mockrun import FAKE_MONITORS, fake_cephx_key
 
 SHELLCHECK = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "shellcheck"
 EXPORT = f"{FAKE_MONITORS}:/volumes/_nogroup/9f1c/6e33"

@@ -1,4 +1,4 @@
-"""The offline plan: `python -m tools.plan`, run as an operator would run it."""
+"""The offline plan: `python -m sitectl plan`, run as an operator would run it."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ S2 = "-----BEGIN OPENSSH PRIVATE KEY-----\nplanted-ssh-S2-b77c04\n-----END OPENS
 
 def plan(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tools.plan", *args],
+        [sys.executable, "-m", "sitectl", "plan", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -80,7 +80,7 @@ def test_plan_lists_every_resource_with_its_dependencies(
 ) -> None:
     _, out = espsrc_plan
     document = json.loads((out / "plan.json").read_text())
-    schema = json.loads((ROOT / "tools" / "plan.schema.json").read_text())
+    schema = json.loads((ROOT / "sitectl" / "plan.schema.json").read_text())
     jsonschema.validate(document, schema)
     program = run(espsrc(), {"oauthClientSecret": S1, "sshPrivateKey": S2}).ok()
     names = {r.urn: r.name for r in program.resources}
@@ -100,7 +100,7 @@ def test_plan_lists_every_resource_with_its_dependencies(
 
 
 def test_plan_schema_is_not_vacuous() -> None:
-    schema = json.loads((ROOT / "tools" / "plan.schema.json").read_text())
+    schema = json.loads((ROOT / "sitectl" / "plan.schema.json").read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"stack": "x", "resources": [{"name": "y"}]}, schema)
 
@@ -251,8 +251,8 @@ def test_secrets_are_marked_before_the_last_guard(tmp_path: Path) -> None:
     (values.yaml is the exception by design: inside the all-secret release values the
     inner secrets lose their own mark, so they are found by value there.)"""
     from components.node_scripts import script_of
-    from tools.manifests import is_kubernetes_object, manifest
-    from tools.plan import build_plan
+    from sitectl.manifests import is_kubernetes_object, manifest
+    from sitectl.plan import build_plan
 
     path = stack_file(tmp_path, espsrc())
     built = build_plan("test", path, {"jupyterhub-platform:oauthClientSecret": S1,
@@ -273,8 +273,8 @@ def test_a_run_closes_every_event_loop_it_made_and_restores_the_policy() -> None
     traceback from its __del__ at exit."""
     import asyncio
 
+    from sitectl import mockrun
     from tests.sites import run as run_site
-    from tools import mockrun
 
     made: list[asyncio.AbstractEventLoop] = []
     original = mockrun._RecordingLoopPolicy.new_event_loop

@@ -17,10 +17,10 @@ from pulumi_policy import EnforcementLevel
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 from policy.rules import POLICIES, is_pinned, quantity, secret_material
+from sitectl.mockrun import ProgramRun, fake_cephx_key, run_program
+from sitectl.policy_engine import PolicyConfigError, PolicyReport, evaluate
 from tests.sites import ROOT, run, site
 from tests.test_plan import plan
-from tools.mockrun import ProgramRun, fake_cephx_key, run_program
-from tools.policy_engine import PolicyConfigError, PolicyReport, evaluate
 
 RUNBOOK = ROOT / "tests" / "fixtures" / "Pulumi.runbook.yaml"
 ADVISORY = EnforcementLevel.ADVISORY

@@ -15,10 +15,9 @@ RUNTIME_CODE = [
     ROOT / "__main__.py",
     *sorted((ROOT / "components").glob("*.py")),
     *sorted((ROOT / "policy").glob("*.py")),
-    *(ROOT / "tools" / name for name in ("plan.py", "mockrun.py", "stackfile.py",
-                                          "policy_engine.py", "manifests.py", "graph.py")),
-]  # fmt: skip
-LOCAL = {"components", "tools", "policy", "rules"}
+    *sorted((ROOT / "sitectl").glob("*.py")),
+]
+LOCAL = {"components", "sitectl", "policy", "rules"}
 
 
 def imported_modules() -> set[str]:

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 
 from components.config import ConfigError, parse_site_config
 from components.node_scripts import MountSettings, remote_command
+from sitectl.mockrun import redact, reveal
 from tests.sandbox import KEY, Sandbox, requires_sandbox
 from tests.sites import DELETE, changed, espsrc, run, split_path, stack_settings
 from tests.test_plan import plan
-from tools.mockrun import redact, reveal
 
 # The message starts with the key as written in the stack file: a top-level setting, then
 # its path (which may run through a map's own keys).

@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 
 from components.config import ConfigError
+from sitectl.mockrun import ProgramRun, reveal
 from tests.hubload import load_authenticator
 from tests.sites import (
     OAUTH_SECRET,
@@ -25,7 +26,6 @@ from tests.sites import (
 )
 from tests.test_plan import plan
 from tools.graph import dependency_graph, depends_on
-from tools.mockrun import ProgramRun, reveal
 
 EXTERNAL_SECRET = "kubernetes:external-secrets.io/v1:ExternalSecret"
 RELEASE = "kubernetes:helm.sh/v3:Release"

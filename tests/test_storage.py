@@ -8,10 +8,10 @@ import kubernetes_validate
 import pytest
 
 from components.jupyterhub import JupyterHub
+from sitectl.manifests import is_kubernetes_object, manifest
+from sitectl.mockrun import ProgramRun, Secret, contains_secret, fake_cephx_key, redact, reveal
 from tests.sites import SSH_KEY, run, site, with_hosts
 from tools.graph import dependency_graph, depends_on, longest_chain
-from tools.manifests import is_kubernetes_object, manifest
-from tools.mockrun import ProgramRun, Secret, contains_secret, fake_cephx_key, redact, reveal
 
 SHARE = "openstack:sharedfilesystem/share:Share"
 ACCESS = "openstack:sharedfilesystem/shareAccess:ShareAccess"

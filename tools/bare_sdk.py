@@ -130,7 +130,7 @@ def main() -> int:
     nodes = int(sys.argv[1])
     if "--tuned-gc" in sys.argv[2:]:
         # The plan's garbage-collector settings, for a like-for-like comparison.
-        from tools import gc_tuning
+        from sitectl import gc_tuning
 
         gc_tuning.tune(gc_tuning.SDK_MODULES)
     pulumi.runtime.set_mocks(EchoMocks(), project="bare", stack="bench")

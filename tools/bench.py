@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from tools.mockrun import PROJECT_DIR
+from sitectl.mockrun import PROJECT_DIR
 
 NODE_COUNTS = (3, 30, 300)
 QUICK_COUNTS = (3, 6, 12)
@@ -90,7 +90,7 @@ def stack_with_nodes(count: int, directory: Path) -> Path:
 
 
 def plan_argv(stack_file: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "tools.plan", "bench", "--stack-file", str(stack_file),
+    return [sys.executable, "-m", "sitectl", "plan", "bench", "--stack-file", str(stack_file),
             "--out", str(out)]  # fmt: skip
 
 
@@ -99,9 +99,9 @@ def floor_modules(stack_file: Path, out: Path) -> list[str]:
     probe = (
         "import runpy, sys, json\n"
         f"sys.argv = {plan_argv(stack_file, out)[2:]!r}\n"
-        "sys.argv[0] = 'tools.plan'\n"
+        "sys.argv[0] = 'sitectl'\n"
         "try:\n"
-        "    runpy.run_module('tools.plan', run_name='__main__')\n"
+        "    runpy.run_module('sitectl', run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
         f"packages = {SDK_PACKAGES!r}\n"
@@ -157,7 +157,7 @@ def bare(nodes):
     return {"bare SDK program": elapsed}
 
 def ours(nodes):
-    from tools import plan as P
+    from sitectl import plan as P
     times = {}
     t = time.perf_counter(); plan = P.build_plan("bench", Path(stacks[str(nodes)]), {})
     times["program under mocks, recorded"] = time.perf_counter() - t
@@ -169,9 +169,9 @@ def ours(nodes):
     times["printed plan"] = time.perf_counter() - t
     return times
 
-from tools import gc_tuning
+from sitectl import gc_tuning
 if mode == "ours":
-    gc_tuning.tune()  # as `python -m tools.plan` does
+    gc_tuning.tune()  # as `python -m sitectl plan` does
 else:  # the same settings, for a like-for-like comparison
     gc_tuning.tune(gc_tuning.SDK_MODULES)
 part = ours if mode == "ours" else bare
@@ -190,7 +190,7 @@ print(json.dumps(result))
 PROFILE_SCRIPT = """
 import cProfile, json, pstats, sys
 from pathlib import Path
-from tools import gc_tuning, plan as P
+from sitectl import gc_tuning, plan as P
 
 gc_tuning.tune()
 stack, out = sys.argv[1], Path(sys.argv[2])
@@ -214,7 +214,7 @@ PROFILE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JSON and YAML", ("/json/", "/site-packages/yaml")),
     ("other packages", ("/site-packages/",)),
 )
-OUR_CODE = "our code (components, tools, policy, __main__.py)"
+OUR_CODE = "our code (components, sitectl, policy, __main__.py)"
 
 
 def _group(filename: str) -> str:
@@ -270,8 +270,8 @@ def bench(runs: int, counts: tuple[int, ...] = NODE_COUNTS) -> dict[str, Any]:
         espsrc = PROJECT_DIR / "Pulumi.espsrc.yaml"
         modules = floor_modules(espsrc, directory / "probe")
         # With the plan's garbage-collector settings, applied at the same point (see
-        # tools/gc_tuning.py): the floor is what importing the SDKs costs the plan.
-        floor_script = "from tools import gc_tuning\ngc_tuning.tune(gc_tuning.SDK_MODULES)\n"
+        # sitectl/gc_tuning.py): the floor is what importing the SDKs costs the plan.
+        floor_script = "from sitectl import gc_tuning\ngc_tuning.tune(gc_tuning.SDK_MODULES)\n"
         floor_script += "".join(f"import {m}\n" for m in modules)
         results["floor_modules"] = len(modules)
 
@@ -413,7 +413,7 @@ def report(results: dict[str, Any]) -> str:
         "| process | wall time | peak memory |",
         "| --- | ---: | ---: |",
         f"| import floor | {floor_s:.2f} s | {floor_kb / 1024:.0f} MiB |",
-        f"| `python -m tools.plan espsrc` (3 nodes) | {espsrc_s:.2f} s | "
+        f"| `python -m sitectl plan espsrc` (3 nodes) | {espsrc_s:.2f} s | "
         f"{espsrc_kb / 1024:.0f} MiB |",
         "",
         f"Plan / floor: **{espsrc_s / floor_s:.2f}x** (goal: at most 1.5x).",
@@ -435,7 +435,7 @@ def report(results: dict[str, Any]) -> str:
         f"({ours_per_node / bare_per_node:.2f}x).",
         "",
         "But the plan raises the garbage collector's thresholds after importing the SDKs "
-        "(`tools/gc_tuning.py`), which the bare script, as defined, does not; like for like, "
+        "(`sitectl/gc_tuning.py`), which the bare script, as defined, does not; like for like, "
         "with the same settings, the bare script costs:",
         "",
         *_table(results["bare_tuned"]),

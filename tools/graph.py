@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from tools.mockrun import ProgramRun
+from sitectl.mockrun import ProgramRun
 
 
 def dependency_graph(run: ProgramRun) -> dict[str, set[str]]:

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sitectl.mockrun import reveal
 from tests.sites import DELETE, SSH_KEY, run, site
-from tools.mockrun import reveal
 
 SCOPES = ("openid", "profile", "email", "offline_access")
 BACKEND_MARK = "# 2. A backend of its own:\n"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.mockrun import Registered, redact
+from sitectl.mockrun import Registered, redact
 
 KUBERNETES_PREFIX = "kubernetes:"
 # Release is a Helm operation, not an object of the Kubernetes API.

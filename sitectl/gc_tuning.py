@@ -24,8 +24,8 @@ PRELOAD = (
     "components.share",
     "components.storage_class",
     "policy.rules",
-    "tools.mockrun",
-    "tools.policy_engine",
+    "sitectl.mockrun",
+    "sitectl.policy_engine",
 )
 # The SDKs alone: what a process with nothing of ours (the bench's floor, the bare SDK
 # script) loads before tuning, to be measured with the plan's settings.

@@ -30,7 +30,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
-from tools.mockrun import ProgramRun, Unknown, reveal
+from sitectl.mockrun import ProgramRun, Unknown, reveal
 
 LEVELS = {level.value: level for level in EnforcementLevel}
 

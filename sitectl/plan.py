@@ -1,6 +1,6 @@
 """The offline plan: a site's full desired state, with no credentials and no Pulumi CLI.
 
-    python -m tools.plan SITE [--stack-file PATH] [--secret KEY=VALUE ...] [--out DIR] [--json]
+    python -m sitectl plan SITE [--stack-file PATH] [--secret KEY=VALUE ...] [--out DIR] [--json]
 
 Runs `__main__.py` in-process under the Pulumi SDK's mocks with the stack's config, records
 every resource the program registers, prints a tree like `pulumi preview`, and writes
@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tools import gc_tuning
-from tools.mockrun import PROJECT_DIR, ProgramRun, Registered, Secret, redact, reveal
-from tools.stackfile import StackFile, StackFileError, load_stack_file
+from sitectl import gc_tuning
+from sitectl.mockrun import PROJECT_DIR, ProgramRun, Registered, Secret, redact, reveal
+from sitectl.stackfile import StackFile, StackFileError, load_stack_file
 
 if TYPE_CHECKING:
-    from tools.policy_engine import PolicyReport
+    from sitectl.policy_engine import PolicyReport
 
 SECRET_MARK = "[secret]"
 PLACEHOLDER = "offline-plan-placeholder"
@@ -257,7 +257,7 @@ def build_plan(
     project_dir: Path = PROJECT_DIR,
 ) -> Plan:
     from components.config import ConfigError
-    from tools.mockrun import run_program
+    from sitectl.mockrun import run_program
 
     project = project_name(project_dir)
     try:
@@ -287,7 +287,7 @@ def build_plan(
 def apply_policies(plan: Plan, policy_config: Path | None) -> None:
     """Run the policy pack over the plan, as `pulumi preview --policy-pack policy` would."""
     from policy.rules import POLICIES
-    from tools.policy_engine import PolicyConfigError, evaluate, load_config
+    from sitectl.policy_engine import PolicyConfigError, evaluate, load_config
 
     try:
         plan.policy_config = load_config(policy_config)
@@ -312,7 +312,7 @@ def _yaml(data: Any, sort_keys: bool = False) -> str:
 def rendered_files(plan: Plan) -> dict[str, str]:
     """Relative path -> text, for everything the program renders."""
     from components.node_scripts import script_of
-    from tools.manifests import is_kubernetes_object, manifest
+    from sitectl.manifests import is_kubernetes_object, manifest
 
     files: dict[str, str] = {}
     for name, value in plan.run.outputs.items():
@@ -502,11 +502,8 @@ def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
     return plan.scrub("\n".join(lines))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tools.plan",
-        description="Plan a site offline: the full desired state, no credentials needed.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The plan's options, for `python -m sitectl plan`."""
     parser.add_argument("site", help="stack name: reads Pulumi.SITE.yaml")
     parser.add_argument("--stack-file", type=Path, help="stack file instead of Pulumi.SITE.yaml")
     parser.add_argument(
@@ -523,8 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="policy configuration, as for `pulumi preview --policy-pack-config`",
     )
-    args = parser.parse_args(argv)
 
+
+def run(args: argparse.Namespace) -> int:
     stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.site}.yaml"
     out = args.out or PROJECT_DIR / "build" / "plan" / args.site
     try:
@@ -544,7 +542,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     if plan.policies is not None and plan.policies.mandatory:
         return EXIT_VIOLATIONS
     return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The operator's command line: `python -m sitectl plan SITE [options]`.
+
+`make plan STACK=<site>` wraps it. Each subcommand's module adds its own options and
+returns the process's exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from sitectl import plan
+
+    parser = argparse.ArgumentParser(prog="python -m sitectl", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    plan_parser = commands.add_parser(
+        "plan",
+        help="plan a site offline: its full desired state, no credentials needed",
+        description="Plan a site offline: the full desired state, no credentials needed.",
+    )
+    plan.add_arguments(plan_parser)
+    plan_parser.set_defaults(run=plan.run)
+    args = parser.parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
