@@ -1,4 +1,4 @@
-"""The operator's command line: `python -m sitectl plan SITE [options]`.
+"""The operator's command line: `python -m sitectl plan SITE [options]`, `... charts VERSION`.
 
 `make plan STACK=<site>` wraps it. Each subcommand's module adds its own options and
 returns the process's exit code.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sitectl import plan
+    from sitectl import charts, plan
 
     parser = argparse.ArgumentParser(prog="python -m sitectl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -23,6 +23,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     plan.add_arguments(plan_parser)
     plan_parser.set_defaults(run=plan.run)
+    charts_parser = commands.add_parser(
+        "charts",
+        help="fetch jupyterhub chart packages into the cache (digest-checked), print their paths",
+        description="Find or fetch jupyterhub chart packages: $JHP_CHART_DIR, the cache, "
+        "then the chart repository (digest-checked).",
+    )
+    charts.add_arguments(charts_parser)
+    charts_parser.set_defaults(run=charts.run)
     args = parser.parse_args(argv)
     code: int = args.run(args)
     return code
