@@ -126,7 +126,10 @@ def chart_package(version: str) -> Path:
     try:
         return resolve_chart(version, download_from=None)
     except ChartUnavailableError as err:
-        pytest.skip(f"{err} (set JHP_CHART_DIR to a folder of chart packages, or put the package in that cache)")
+        pytest.skip(
+            f"{err} (set JHP_CHART_DIR to a folder of chart packages, or put the package "
+            "in that cache)"
+        )
 
 
 def chart_defaults(version: str = "3.1.0") -> dict[str, Any]:
