@@ -68,6 +68,10 @@ def _from_wire(value: Any) -> Any:
         return [_from_wire(v) for v in value]
     if value == rpc.UNKNOWN or isinstance(value, pulumi.output.Unknown):
         return UNKNOWN
+    # Numbers cross the engine's wire as doubles; a provider hands a whole one on as an
+    # integer (a port, a size, a timeout), so the plan shows it as one: 31090, not 31090.0.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value
 
 

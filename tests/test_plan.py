@@ -293,3 +293,30 @@ def test_a_run_closes_every_event_loop_it_made_and_restores_the_policy() -> None
     assert asyncio.get_event_loop_policy() is before
     assert len(made) >= 2, "the run's own loop and at least one executor thread's"
     assert all(loop.is_closed() for loop in made)
+
+
+def _whole_floats(value: Any, where: str) -> list[str]:
+    """Where a whole number is written as a float (31090.0)."""
+    if isinstance(value, dict):
+        return [f for k, v in value.items() for f in _whole_floats(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [f for i, v in enumerate(value) for f in _whole_floats(v, f"{where}[{i}]")]
+    return [where] if isinstance(value, float) and value.is_integer() else []
+
+
+def test_integers_stay_integers_in_every_file(
+    espsrc_plan: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result, out = espsrc_plan
+    assert result.returncode == 0, result.stderr
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    assert values["proxy"]["service"]["nodePorts"]["http"] == 31090
+    assert isinstance(values["proxy"]["service"]["nodePorts"]["http"], int)
+    floats: list[str] = []
+    for path in sorted(out.rglob("*")):
+        if path.suffix == ".json":
+            floats += _whole_floats(json.loads(path.read_text()), path.name)
+        elif path.suffix == ".yaml":
+            for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
+                floats += _whole_floats(doc, f"{path.relative_to(out)}#{i}")
+    assert floats == []
