@@ -3,9 +3,9 @@
 `load_site_config()` reads the `jupyterhub-platform:*` keys of the current stack once,
 validates them as a whole before any resource is registered, and returns a frozen
 `SiteConfig` plus the secret config values as Pulumi secret Outputs. Bad input becomes a
-`ConfigError` whose message is one line: the key as written in the stack file, the bad
-value, and what is expected. `ConfigError` is a `pulumi.RunError`, which the Pulumi
-language host prints without a traceback.
+`ConfigError` with one line per problem, all of them, in the stack file's order: the key
+as written in the stack file, the bad value, and what is expected. `ConfigError` is a
+`pulumi.RunError`, which the Pulumi language host prints without a traceback.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ K3S_RESERVED_CLASS_NAMES = frozenset({"local-path"})
 
 
 class ConfigError(pulumi.RunError):
-    """Invalid site configuration; the message is the single line shown to the operator."""
+    """Invalid site configuration; the message has one line per problem."""
 
 
 HIDDEN: Any = object()
@@ -639,6 +639,10 @@ def _key(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif re.search(r"[\s\x00-\x1f\x7f-\x9f]", str(part)):
+            # A key that is not a plain name (a space, a control character) is shown quoted,
+            # so the line stays one line and says where the odd key is.
+            out += f"[{json.dumps(str(part), ensure_ascii=True)}]"
         else:
             out += f".{part}" if out else str(part)
     return out
@@ -702,15 +706,14 @@ def _describe(error: Any, raw: dict[str, Any]) -> str:
     key = _key(loc)
     value = _lookup(raw, loc)
     if kind == "missing":
-        parent = _model_at(loc[:-1])
-        field = None
-        if parent is not None:
-            field = {f.alias or n: f for n, f in parent.model_fields.items()}.get(str(loc[-1]))
-        what = f" ({field.description})" if field is not None and field.description else ""
-        return f"{key}: is missing; it is required{what}"
+        what = _description(loc)
+        return f"{key}: is missing; it is required{f' ({what})' if what else ''}"
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])
-        known = sorted(f.alias or n for n, f in parent.model_fields.items()) if parent else []
+        known = sorted(_field_names(parent))
+        if len(loc) == 1:
+            # At the top level a secret key is a known setting too, set with --secret.
+            known = sorted([*known, *SiteConfig.SECRET_KEYS])
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         return f"{key}: is not a known setting; {hint}expected one of {', '.join(known)}"
@@ -725,13 +728,89 @@ def _describe(error: Any, raw: dict[str, Any]) -> str:
     return f"{key}: {_show(value)} is not valid: {error['msg']}"
 
 
-def describe_validation_error(err: ValidationError, raw: dict[str, Any]) -> str:
-    """One line for the operator: the first problem, and how many more there are."""
-    errors = err.errors(include_url=False)
-    line = _describe(errors[0], raw)
-    if len(errors) > 1:
-        line += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return line
+def _description(loc: tuple[int | str, ...]) -> str:
+    """The description of the setting at `loc`, as the model documents it."""
+    parent = _model_at(loc[:-1])
+    if parent is None:
+        return ""
+    field = {f.alias or n: f for n, f in parent.model_fields.items()}.get(str(loc[-1]))
+    return (field.description or "") if field is not None else ""
+
+
+def _field_names(model: type[BaseModel] | None) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()] if model is not None else []
+
+
+def _config_order(loc: tuple[int | str, ...], raw: Any) -> tuple[tuple[int, int], ...]:
+    """Where a problem sits in the stack file: keys as the operator wrote them, then the
+    model's keys (a missing key has no place in the file) in the model's order."""
+    order: list[tuple[int, int]] = []
+    model: type[BaseModel] | None = SiteConfig
+    for depth, part in enumerate(loc):
+        if isinstance(raw, dict) and part in raw:
+            order.append((0, list(raw).index(part)))
+        elif isinstance(part, int):
+            order.append((0, part))
+        else:
+            names = _field_names(model)
+            order.append((1, names.index(str(part)) if str(part) in names else len(names)))
+        raw = _lookup(raw, (part,))
+        model = _model_at(loc[: depth + 1])
+    return tuple(order)
+
+
+def _merge_misplaced(
+    errors: list[dict[str, Any]], raw: dict[str, Any]
+) -> list[tuple[tuple[int | str, ...], str]]:
+    """Lines for unknown keys that are a known key misspelt or indented too deep.
+
+    A typo of a required key gives pydantic two errors (the unknown key, the missing one);
+    the operator made one mistake, so it gets one line. Drops the errors it explains."""
+    lines: list[tuple[tuple[int | str, ...], str]] = []
+    missing = {tuple(e["loc"]): e for e in errors if e["type"] == "missing"}
+    for error in [e for e in errors if e["type"] == "extra_forbidden"]:
+        loc = tuple(error["loc"])
+        parent, name = loc[:-1], str(loc[-1])
+        # Indented one level too deep: the key belongs to an enclosing section.
+        home = next(
+            (
+                (*parent[:depth], name)
+                for depth in range(len(parent) - 1, -1, -1)
+                if name in _field_names(_model_at(parent[:depth]))
+            ),
+            None,
+        )
+        if home is not None:
+            missing.pop(home, None)
+            line = (
+                f"{_key(loc)}: is not a setting of {_key(parent)}; {_key(home)} is "
+                "(is it indented one level too deep?)"
+            )
+        else:
+            siblings = [str(m[-1]) for m in missing if m[:-1] == parent]
+            close = difflib.get_close_matches(name, siblings, n=1)
+            if not close:
+                continue
+            meant = (*parent, close[0])
+            missing.pop(meant)
+            what = _description(meant)
+            line = (
+                f"{_key(loc)}: is not a known setting; did you mean {close[0]}? "
+                f"({close[0]} is required{f': {what}' if what else ''})"
+            )
+        lines.append((loc, line))
+        errors.remove(error)
+    errors[:] = [e for e in errors if e["type"] != "missing" or tuple(e["loc"]) in missing]
+    return lines
+
+
+def describe_validation_errors(err: ValidationError, raw: dict[str, Any]) -> list[str]:
+    """One line per problem, in the order of the stack file's sections and keys."""
+    errors: list[Any] = list(err.errors(include_url=False))
+    lines = _merge_misplaced(errors, raw)
+    lines += [(tuple(e["loc"]), _describe(e, raw)) for e in errors]
+    lines.sort(key=lambda item: _config_order(item[0], raw))
+    return [line for _, line in lines]
 
 
 def parse_site_config(raw: dict[str, Any], project_dir: Path = PROJECT_DIR) -> SiteConfig:
@@ -739,7 +818,7 @@ def parse_site_config(raw: dict[str, Any], project_dir: Path = PROJECT_DIR) -> S
     try:
         return SiteConfig.model_validate(raw, context={"project_dir": project_dir})
     except ValidationError as err:
-        raise ConfigError(describe_validation_error(err, raw)) from None
+        raise ConfigError("\n".join(describe_validation_errors(err, raw))) from None
 
 
 def _stack_keys() -> dict[str, Any]:
@@ -773,15 +852,6 @@ def load_site_config(project_dir: Path = PROJECT_DIR) -> tuple[SiteConfig, SiteS
     keys = _stack_keys()
     secret_names = set(SiteConfig.SECRET_KEYS)
     raw = {k: decode_config_value(val) for k, val in keys.items() if k not in secret_names}
-    known = [f.alias or n for n, f in SiteConfig.model_fields.items()]
-    for key in raw:
-        if key not in known:
-            close = difflib.get_close_matches(key, [*known, *secret_names], n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise ConfigError(
-                f"{key}: is not a known setting; {hint}expected one of "
-                f"{', '.join(sorted([*known, *secret_names]))}"
-            )
     site = parse_site_config(raw, project_dir)
 
     config = pulumi.Config(PROJECT)

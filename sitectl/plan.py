@@ -533,7 +533,9 @@ def run(args: argparse.Namespace) -> int:
         apply_policies(plan, args.policy_config)
         files = write(plan, out)
     except PlanError as err:
-        print(f"error: {err}", file=sys.stderr)
+        # One line per problem, each marked, so a CI log's search for "error:" finds them all.
+        for line in str(err).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return EXIT_INVALID
     if args.json:
         print(plan.scrub(json.dumps(plan.published, indent=2, sort_keys=True)))

@@ -57,6 +57,21 @@ def _as_config_text(value: Any) -> str:
     return json.dumps(value)
 
 
+def _yaml_error_where(err: yaml.YAMLError) -> str:
+    """ " at line N: problem" for a YAML error, N being the line the mistake is on.
+
+    The parser notices a key without its colon, an unclosed quote or an unclosed `[` only
+    on a later line (its problem mark); the context mark is where the token it could not
+    finish began, which is the line the operator must fix."""
+    problem = getattr(err, "problem", None) or "invalid YAML"
+    context = getattr(err, "context", None) or ""
+    mark = getattr(err, "problem_mark", None)
+    start = getattr(err, "context_mark", None)
+    if start is not None and context.startswith(("while scanning a", "while parsing a flow")):
+        return f" at line {start.line + 1}: {problem} ({context} that starts there)"
+    return f" at line {mark.line + 1}: {problem}" if mark is not None else f": {problem}"
+
+
 def load_stack_file(path: Path, project: str) -> StackFile:
     try:
         text = path.read_text(encoding="utf-8")
@@ -65,10 +80,7 @@ def load_stack_file(path: Path, project: str) -> StackFile:
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise StackFileError(f"{path}: is not valid YAML{where}: {problem}") from None
+        raise StackFileError(f"{path}: is not valid YAML{_yaml_error_where(err)}") from None
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):

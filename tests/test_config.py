@@ -271,10 +271,49 @@ def test_secret_in_plain_text_is_refused() -> None:
     assert result.resources == []
 
 
-def test_several_problems_report_the_first_and_a_count() -> None:
-    result = run(site(**{"hub.nodePort": 80, "share.sizeGb": 0}))
+def test_every_problem_gets_its_line_in_the_order_of_the_stack_file() -> None:
+    settings = espsrc()
+    oauth = settings["hub"]["oauth"]
+    oauth["tokenUrl"] = "http://iam.example.org/token"
+    oauth["clientID"] = oauth.pop("clientId")
+    # hub.namespace indented one level too deep, under hub.oauth.
+    oauth["namespace"] = settings["hub"].pop("namespace")
+    settings["hub"]["nodePort"] = 8080
+    settings["share"]["sizeGb"] = "lots"
+    result = run(settings)
     assert isinstance(result.error, ConfigError)
-    assert str(result.error) == "hub.nodePort: 80 is not in 30000-32767 (and 1 more problem)"
+    assert str(result.error).splitlines() == [
+        "hub.nodePort: 8080 is not in 30000-32767",
+        f'hub.oauth.tokenUrl: "http://iam.example.org/token" {HTTPS}',
+        "hub.oauth.clientID: is not a known setting; did you mean clientId? "
+        "(clientId is required: the hub's client id at the identity provider)",
+        "hub.oauth.namespace: is not a setting of hub.oauth; hub.namespace is "
+        "(is it indented one level too deep?)",
+        'share.sizeGb: "lots" is not a whole number',
+    ]
+    assert result.resources == []
+
+
+def test_a_misspelt_optional_key_is_still_named_with_its_neighbours() -> None:
+    settings = espsrc()
+    settings["hub"]["oauth"]["scopez"] = ["openid"]
+    result = run(settings)
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error).startswith(
+        "hub.oauth.scopez: is not a known setting; did you mean scopes? expected one of "
+    )
+
+
+def test_unknown_top_level_keys_are_listed_with_the_other_problems() -> None:
+    settings = espsrc()
+    settings["hubb"] = {"namespace": "x"}
+    settings["share"]["sizeGb"] = 0
+    result = run(settings)
+    assert isinstance(result.error, ConfigError)
+    lines = str(result.error).splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("share.sizeGb: 0 ")
+    assert lines[1].startswith("hubb: is not a known setting; did you mean hub?")
 
 
 def test_config_error_is_a_run_error_so_pulumi_prints_no_traceback() -> None:

@@ -174,7 +174,12 @@ def test_encrypted_and_missing_secrets_become_placeholders(tmp_path: Path) -> No
     ("setup", "message"),
     [
         ({"hub.nodePort": 80}, "error: hub.nodePort: 80 is not in 30000-32767\n"),
-        ("not: [valid", "is not valid YAML at line"),
+        ("not: [valid", "is not valid YAML at line 1"),
+        # The parser finds each of these a line later; the message names the line to fix.
+        ("config:\n  a: 1\n  b 2\n  c: 3\n", "is not valid YAML at line 3: could not find"),
+        ('config:\n  a: "one\n  c: 3\n', "is not valid YAML at line 2: "),
+        ("config:\n  a: [1, 2\n  c: 3\n", "is not valid YAML at line 2: "),
+        ("config:\n  a: 1\n b: 2\n", "is not valid YAML at line 3: "),
         ("missing", "cannot be read"),
     ],
 )
@@ -194,6 +199,19 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, setup: Any, message: st
     assert result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_every_config_problem_is_an_error_line(tmp_path: Path) -> None:
+    settings = espsrc()
+    settings["hub"]["nodePort"] = 8080
+    settings["share"]["sizeGb"] = "lots"
+    path = stack_file(tmp_path, settings)
+    result = plan("test", "--stack-file", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: hub.nodePort: 8080 is not in 30000-32767",
+        'error: share.sizeGb: "lots" is not a whole number',
+    ]
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

@@ -134,9 +134,7 @@ def test_singleuser_resources_fires() -> None:
         extra_values({"singleuser": {"cpu": {"guarantee": 2}, "memory": {"limit": None}}})
     )
     messages = fired(report, "singleuser-resources")
-    assert any("singleuser.cpu.guarantee 2 is above its limit 0.5" in m for m in messages), (
-        messages
-    )
+    assert any("singleuser.cpu.guarantee 2 is above its limit 0.5" in m for m in messages), messages
     assert any("singleuser.memory needs both a limit and a guarantee" in m for m in messages)
 
 
