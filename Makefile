@@ -8,7 +8,7 @@ STACK ?= espsrc
 # What the program and the offline plan need at run time.
 RUN_REQUIREMENTS := requirements.txt $(wildcard policy/requirements.txt)
 
-.PHONY: test lint typecheck unit plan bench test-deps clean
+.PHONY: test lint typecheck unit plan bench docs test-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test: $(VENV)/.installed-dev test-deps lint typecheck unit
 
 plan: $(VENV)/.installed-run
 	$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG))
+
+# The config reference, docs/config.md, from the site config model (a test keeps it current).
+docs: $(VENV)/.installed-run
+	$(BIN)/python -m sitectl config-reference
 
 # Plan cost against the import floor and the bare SDK, at 3/30/300 nodes: docs/benchmarks.md.
 bench: $(VENV)/.installed-dev

@@ -311,8 +311,12 @@ class ImageSettings(_Model):
 class SingleuserSettings(_Model):
     cpu: CpuSettings = Field(description="CPU limit and guarantee")
     memory: MemorySettings = Field(description="memory limit and guarantee")
-    storage: UserStorageSettings = Field(default_factory=UserStorageSettings)
-    image: ImageSettings = Field(default_factory=ImageSettings)
+    storage: UserStorageSettings = Field(
+        default_factory=UserStorageSettings, description="each user's home volume"
+    )
+    image: ImageSettings = Field(
+        default_factory=ImageSettings, description="image of servers started without a profile"
+    )
     default_url: AppPath = Field(default="/lab", description="page a user lands on")
     extra_env: dict[EnvName, OneLine] = Field(
         default_factory=dict, description="environment of every user server"
@@ -396,8 +400,8 @@ class HubSettings(_Model):
         description="how long an install or upgrade may take (the image pre-puller waits "
         "until every node has pulled every profile's image)",
     )
-    oauth: OAuthSettings
-    singleuser: SingleuserSettings
+    oauth: OAuthSettings = Field(description="login through the site's identity provider")
+    singleuser: SingleuserSettings = Field(description="every user's server: limits, image")
     profiles: list[Profile] = Field(default_factory=list, description="server options")
     logo: str | None = Field(default=None, description="PNG file in this repository")
     adopt_release: bool = Field(
@@ -469,7 +473,7 @@ class HubSettings(_Model):
 
 class Bastion(_Model):
     host: HostAddress = Field(description="jump host on a network the deployer reaches")
-    port: TcpPort = Field(default=22)
+    port: TcpPort = Field(default=22, description="SSH port of the jump host")
     user: UnixUser | None = Field(default=None, description="defaults to nodes.sshUser")
     host_key: HostKey | None = Field(default=None, description="pinned SSH host key")
 
@@ -484,8 +488,10 @@ class NodeHost(_Model):
 class NodesSettings(_Model):
     mount_path: MountPoint = Field(description="where every node mounts the share")
     ssh_user: UnixUser = Field(description="SSH user; not root means scripts run via sudo -n")
-    ssh_port: TcpPort = Field(default=22)
-    bastion: Bastion | None = None
+    ssh_port: TcpPort = Field(default=22, description="SSH port of the nodes")
+    bastion: Bastion | None = Field(
+        default=None, description="jump host, where the nodes are reachable only through one"
+    )
     mount_client: MountClient = Field(
         default=MountClient.kernel,
         description="kernel (mount -t ceph) or fuse (ceph-fuse, which enforces quotas "
@@ -584,12 +590,16 @@ class SecretsSettings(_Model):
 class SiteConfig(_Model):
     """Everything a site sets, except secrets (see `SiteSecrets`)."""
 
-    site: SiteSettings
-    hub: HubSettings
-    nodes: NodesSettings
-    share: ShareSettings
-    storage: StorageSettings = Field(default_factory=StorageSettings)
-    secrets: SecretsSettings = Field(default_factory=SecretsSettings)
+    site: SiteSettings = Field(description="the site's name and where it is served")
+    hub: HubSettings = Field(description="the JupyterHub release")
+    nodes: NodesSettings = Field(description="the cluster's nodes, which mount the share")
+    share: ShareSettings = Field(description="the Manila CephFS share")
+    storage: StorageSettings = Field(
+        default_factory=StorageSettings, description="the storage class on the shared mount"
+    )
+    secrets: SecretsSettings = Field(
+        default_factory=SecretsSettings, description="where the OAuth client secret comes from"
+    )
 
     SECRET_KEYS: ClassVar[tuple[str, ...]] = ("oauthClientSecret", "sshPrivateKey")
 

@@ -1,4 +1,5 @@
-"""The operator's command line: `python -m sitectl plan SITE [options]`, `... charts VERSION`.
+"""The operator's command line: `python -m sitectl plan SITE [options]`, `... charts VERSION`,
+`... config-reference`.
 
 `make plan STACK=<site>` wraps it. Each subcommand's module adds its own options and
 returns the process's exit code.
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sitectl import charts, plan
+    from sitectl import charts, configref, plan
 
     parser = argparse.ArgumentParser(prog="python -m sitectl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -31,6 +32,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     charts.add_arguments(charts_parser)
     charts_parser.set_defaults(run=charts.run)
+    reference_parser = commands.add_parser(
+        "config-reference",
+        help="write docs/config.md, the reference of every site config key, from the model",
+        description="Write (or --check) docs/config.md from the site config model.",
+    )
+    configref.add_arguments(reference_parser)
+    reference_parser.set_defaults(run=configref.run)
     args = parser.parse_args(argv)
     code: int = args.run(args)
     return code
