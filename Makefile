@@ -8,7 +8,7 @@ STACK ?= espsrc
 # What the program and the offline plan need at run time.
 RUN_REQUIREMENTS := requirements.txt $(wildcard policy/requirements.txt)
 
-.PHONY: test lint typecheck unit plan bench docs test-deps clean
+.PHONY: test lint typecheck unit plan new-site bench docs test-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ test: $(VENV)/.installed-dev test-deps lint typecheck unit
 
 plan: $(VENV)/.installed-run
 	$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG))
+
+# A stack file for a new site, from the template: fill its "<fill in>" values, then plan.
+new-site: $(VENV)/.installed-run
+	@if [[ "$(origin STACK)" != "command line" ]]; then \
+		echo "usage: make new-site STACK=<name>" >&2; exit 2; fi
+	@# The name reaches the command through the environment, never the shell's parser.
+	$(BIN)/python -m sitectl new-site -- "$$STACK"
 
 # The config reference, docs/config.md, from the site config model (a test keeps it current).
 docs: $(VENV)/.installed-run

@@ -44,6 +44,9 @@ DEFAULT_CHART_VERSION = "3.1.0"
 # Every image of the Jupyter docker stacks is published under the same date tags; one date
 # for all of a site's images keeps the profiles consistent (see README, "Images").
 DEFAULT_IMAGE_DATE = "2025-11-10"
+# What the new-site template (sitectl/templates/Pulumi.site.yaml) puts where a value must
+# be filled in; the plan lists every key still holding it.
+TEMPLATE_PLACEHOLDER = "<fill in>"
 REQUIRED_SCOPES = ("openid", "profile", "email", "offline_access")
 # k3s ships (and rewrites on restart) a local-path provisioner under these names.
 K3S_RESERVED_CLASS_NAMES = frozenset({"local-path"})
@@ -740,6 +743,8 @@ def _describe(error: Any, raw: dict[str, Any]) -> str:
 
 def _description(loc: tuple[int | str, ...]) -> str:
     """The description of the setting at `loc`, as the model documents it."""
+    if loc and isinstance(loc[-1], int):
+        loc = loc[:-1]  # an item of a list: the list's description
     parent = _model_at(loc[:-1])
     if parent is None:
         return ""
@@ -814,21 +819,58 @@ def _merge_misplaced(
     return lines
 
 
-def describe_validation_errors(err: ValidationError, raw: dict[str, Any]) -> list[str]:
-    """One line per problem, in the order of the stack file's sections and keys."""
-    errors: list[Any] = list(err.errors(include_url=False))
+def describe_errors(errors: list[Any], raw: dict[str, Any]) -> list[str]:
+    """One line per problem (pydantic's error dicts), in the stack file's order."""
+    errors = list(errors)
     lines = _merge_misplaced(errors, raw)
     lines += [(tuple(e["loc"]), _describe(e, raw)) for e in errors]
     lines.sort(key=lambda item: _config_order(item[0], raw))
     return [line for _, line in lines]
 
 
+def _unfilled(raw: Any, loc: tuple[int | str, ...] = ()) -> list[tuple[int | str, ...]]:
+    """Where the new-site template's placeholder is still the value, in file order."""
+    if isinstance(raw, dict):
+        return [found for key, inner in raw.items() for found in _unfilled(inner, (*loc, key))]
+    if isinstance(raw, list):
+        return [found for i, inner in enumerate(raw) for found in _unfilled(inner, (*loc, i))]
+    return [loc] if raw == TEMPLATE_PLACEHOLDER else []
+
+
+def _without(raw: Any, drop: set[tuple[int | str, ...]], loc: tuple[int | str, ...] = ()) -> Any:
+    """`raw` without the map keys at `drop` (list items stay, keeping indices stable)."""
+    if isinstance(raw, dict):
+        return {k: _without(v, drop, (*loc, k)) for k, v in raw.items() if (*loc, k) not in drop}
+    if isinstance(raw, list):
+        return [_without(v, drop, (*loc, i)) for i, v in enumerate(raw)]
+    return raw
+
+
 def parse_site_config(raw: dict[str, Any], project_dir: Path = PROJECT_DIR) -> SiteConfig:
     """Validate the plain (non-secret) settings of a site, or raise ConfigError."""
+    unfilled = _unfilled(raw)
+    # Values still the template's placeholder are listed first, as one block: they are
+    # what a new site has left to do; the other problems follow.
+    lines = [
+        f"{_key(loc)}: is still {TEMPLATE_PLACEHOLDER!r}, to be filled in"
+        + (f" ({what})" if (what := _description(loc)) else "")
+        for loc in unfilled
+    ]
+    checked = _without(raw, set(unfilled))
     try:
-        return SiteConfig.model_validate(raw, context={"project_dir": project_dir})
+        site = SiteConfig.model_validate(checked, context={"project_dir": project_dir})
     except ValidationError as err:
-        raise ConfigError("\n".join(describe_validation_errors(err, raw))) from None
+        # A placeholder left in a list (allowedGroups) is reported once, as unfilled.
+        errors = [e for e in err.errors(include_url=False) if not _under(e["loc"], unfilled)]
+        lines += describe_errors(errors, checked)
+    else:
+        if not lines:
+            return site
+    raise ConfigError("\n".join(lines))
+
+
+def _under(loc: tuple[int | str, ...], unfilled: list[tuple[int | str, ...]]) -> bool:
+    return any(tuple(loc[: len(mark)]) == mark for mark in unfilled)
 
 
 def _stack_keys() -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """The operator's command line: `python -m sitectl plan SITE [options]`, `... charts VERSION`,
-`... config-reference`.
+`... config-reference`, `... new-site NAME`.
 
 `make plan STACK=<site>` wraps it. Each subcommand's module adds its own options and
 returns the process's exit code.
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sitectl import charts, configref, plan
+    from sitectl import charts, configref, newsite, plan
 
     parser = argparse.ArgumentParser(prog="python -m sitectl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -39,6 +39,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     configref.add_arguments(reference_parser)
     reference_parser.set_defaults(run=configref.run)
+    new_site_parser = commands.add_parser(
+        "new-site",
+        help="write Pulumi.NAME.yaml for a new site from the template, to fill in",
+        description="Write Pulumi.NAME.yaml for a new site from the template.",
+    )
+    newsite.add_arguments(new_site_parser)
+    new_site_parser.set_defaults(run=newsite.run)
     args = parser.parse_args(argv)
     code: int = args.run(args)
     return code
