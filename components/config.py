@@ -42,7 +42,7 @@ PROJECT = "jupyterhub-platform"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_CHART_VERSION = "3.1.0"
 # Every image of the Jupyter docker stacks is published under the same date tags; one date
-# for all of a site's images keeps the profiles consistent (see README, "Images").
+# for all of a site's images keeps the profiles consistent (see docs/adding-a-site.md, "Images").
 DEFAULT_IMAGE_DATE = "2025-11-10"
 # What the new-site template (sitectl/templates/Pulumi.site.yaml) puts where a value must
 # be filled in; the plan lists every key still holding it.

@@ -1,7 +1,7 @@
 """CephFSShare: the Manila CephFS share that holds every user's home, and its cephx rule.
 
 The share is protected and retained on delete: neither `pulumi destroy`, nor a rename,
-nor a replacement can delete it (see README, "Tearing down"). A site that already has its
+nor a replacement can delete it (see docs/tearing-down.md). A site that already has its
 share adopts it by id instead of creating a new one.
 """
 

@@ -111,7 +111,7 @@ def test_access_rule_needs_its_share() -> None:
 
 
 def test_plan_of_the_adoption_lists_imports_and_replaces_nothing(tmp_path: Path) -> None:
-    # Pulumi.espsrc.yaml itself with the adoption keys set, as README's steps have it.
+    # Pulumi.espsrc.yaml itself with the adoption keys set, as docs/adopting.md's steps have it.
     result = plan(
         "espsrc",
         "--stack-file",

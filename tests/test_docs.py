@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -57,3 +58,97 @@ def test_what_a_key_accepts_is_the_error_it_gives() -> None:
     assert "a whole number in 30000-32767" in row
     row = next(line for line in text.splitlines() if line.startswith("| `hub.oauth.tokenUrl` |"))
     assert "an https:// URL with a host name" in row
+
+
+# -- every command in the docs is checked ----------------------------------------------------
+DOCS = [PROJECT_DIR / "README.md", *sorted((PROJECT_DIR / "docs").glob("*.md"))]
+FENCE = re.compile(r"(?ms)^(<!-- live -->\n)?```([^\n`]*)\n(.*?)^```")
+COMMAND_LANGUAGES = {"sh", "bash", "console", "shell"}
+OTHER_LANGUAGES = {"yaml", "json", "text", "mermaid", "python", "ini", "haproxy"}
+# What a live command may run: it needs the site itself (its cloud, cluster or hosts).
+LIVE_PROGRAMS = {"pulumi", "kubectl", "openstack", "ssh", "helm"}
+NEW_SITE_TEST = "tests/test_newsite.py::test_a_filled_in_template_plans_with_access_by_group"
+# Commands run by a test here (its node id), or by CI itself ("make test").
+RUN_BY: list[tuple[str, str]] = [
+    (r"make test", "ci"),
+    (r"make test-deps", "ci"),
+    (r"\.venv/bin/python -m pytest( -m (e2e|login))?( -k \S+)?( tests/\S+)?", "ci"),
+    (r"make plan STACK=espsrc", "here"),
+    (r"make new-site STACK=mysrc", NEW_SITE_TEST),
+    (r"make plan STACK=mysrc", NEW_SITE_TEST),
+    (r"make docs", "tests/test_docs.py::test_the_config_reference_is_current"),
+]  # fmt: skip
+
+
+def _commands(block: str) -> list[str]:
+    """The commands of a shell block: continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", block)
+    commands = []
+    for raw in joined.splitlines():
+        line = re.sub(r"\s+#\s.*$", "", raw).strip()
+        if line and not line.startswith("#"):
+            commands.append(line)
+    return commands
+
+
+def _fenced() -> list[tuple[str, str, bool, str]]:
+    """(file, language, marked live, command) of every fenced block's commands."""
+    found = []
+    for path in DOCS:
+        for match in FENCE.finditer(path.read_text(encoding="utf-8")):
+            live, language, block = bool(match.group(1)), match.group(2).strip(), match.group(3)
+            name = path.relative_to(PROJECT_DIR).as_posix()
+            if language in COMMAND_LANGUAGES:
+                found += [(name, language, live, command) for command in _commands(block)]
+            else:
+                found.append((name, language, live, ""))
+    return found
+
+
+def test_every_fenced_block_says_what_it_holds() -> None:
+    for name, language, live, _ in _fenced():
+        assert language in COMMAND_LANGUAGES | OTHER_LANGUAGES, f"{name}: a ``` block {language!r}"
+        assert not live or language in COMMAND_LANGUAGES, f"{name}: live marks a {language} block"
+
+
+def test_every_fenced_command_is_run_by_a_test_by_ci_or_marked_live() -> None:
+    unchecked = []
+    for name, _, live, command in _fenced():
+        if not command:
+            continue
+        if live:
+            program = command.split()[0]
+            if program not in LIVE_PROGRAMS and not command.startswith("make verify"):
+                unchecked.append(f"{name}: {command!r} is marked live but runs {program}")
+        elif not any(re.fullmatch(pattern, command) for pattern, _ in RUN_BY):
+            unchecked.append(f"{name}: {command!r} is run by no test, not by CI, not marked live")
+    assert unchecked == []
+
+
+@pytest.mark.parametrize(("pattern", "where"), RUN_BY, ids=[p for p, _ in RUN_BY])
+def test_the_test_that_runs_a_documented_command_exists(pattern: str, where: str) -> None:
+    if where == "ci":
+        assert "make test" in (PROJECT_DIR / ".ci/run").read_text()
+        prerequisites = re.search(r"(?m)^test:(.*)$", (PROJECT_DIR / "Makefile").read_text())
+        assert prerequisites is not None
+        assert {"test-deps", "unit"} <= set(prerequisites.group(1).split())
+        # `make test` runs every marker's suite: nothing is deselected by default.
+        assert "-m " not in (PROJECT_DIR / "pyproject.toml").read_text().split("addopts", 1)[1]
+    elif where != "here":
+        path, test = where.split("::")
+        assert f"def {test}(" in (PROJECT_DIR / path).read_text(), where
+
+
+def test_the_documented_plan_runs() -> None:
+    """The plan of the documentation's example site, run as the docs write it."""
+    command = next(p for p, where in RUN_BY if where == "here")
+    result = subprocess.run(
+        command.split(),
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Offline plan of stack espsrc" in result.stdout
