@@ -1,17 +1,27 @@
 """The offline plan: a site's full desired state, with no credentials and no Pulumi CLI.
 
-    python -m sitectl plan SITE [--stack-file PATH] [--secret KEY=VALUE ...] [--out DIR] [--json]
+    python -m sitectl plan SITE [--stack-file PATH] [--secret KEY=VALUE ...]
+        [--secret-file KEY=PATH ...] [--out DIR] [--json] [--policy-config PATH]
+        [--no-render | --require-render]
 
 Runs `__main__.py` in-process under the Pulumi SDK's mocks with the stack's config, records
 every resource the program registers, prints a tree like `pulumi preview`, and writes
 `plan.json` plus the rendered files (Helm values, node scripts, Kubernetes manifests) to
 `--out` (default `build/plan/SITE/`). Secrets never appear: every secret value is written
 as `[secret]`, and any value a secret holds is scrubbed from all text as a last guard.
+Secrets come from `JHP_SECRET_<KEY>` variables, `--secret-file KEY=PATH` and `--secret
+KEY=VALUE`, a later source overriding an earlier one.
 
 The policy pack (`policy/`) runs over the plan as the engine would run it in a preview;
 `--policy-config` takes the same JSON file as `pulumi preview --policy-pack-config`.
 
-Exit codes: 0 planned; 1 mandatory policy violations; 2 invalid input (one line on stderr).
+The chart is rendered by Helm 3 (`sitectl/render.py`), its objects written to `chart/`,
+validated against the site's Kubernetes API and checked (`sitectl/chart_checks.py`).
+Without a Helm 3 or the chart package the render is skipped with one line saying why;
+`--require-render` makes that an error, `--no-render` skips it on purpose.
+
+Exit codes: 0 planned; 1 mandatory policy violations or failed chart checks; 2 invalid
+input, or a chart that refuses the values (one line on stderr).
 """
 
 from __future__ import annotations
@@ -19,8 +29,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,10 +44,15 @@ from sitectl.mockrun import PROJECT_DIR, ProgramRun, Registered, Secret, redact,
 from sitectl.stackfile import StackFile, StackFileError, load_stack_file
 
 if TYPE_CHECKING:
+    from components.config import SiteConfig
+    from sitectl.chart_checks import Problem
     from sitectl.policy_engine import PolicyReport
+    from sitectl.render import Render
 
 SECRET_MARK = "[secret]"
+RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
 PLACEHOLDER = "offline-plan-placeholder"
+SECRET_ENV_PREFIX = "JHP_SECRET_"
 EXIT_OK, EXIT_VIOLATIONS, EXIT_INVALID = 0, 1, 2
 
 
@@ -51,17 +67,49 @@ class Placeholder:
 
 
 @dataclass
+class ChartResult:
+    """The chart render of a plan: done, or skipped and why."""
+
+    render: Render | None = None
+    skipped: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    def document(self) -> dict[str, Any]:
+        render = self.render
+        if render is None:
+            return {"rendered": False, "skipped": self.skipped}
+        return {
+            "rendered": True,
+            "skipped": None,
+            "chart": render.chart,
+            "version": render.version,
+            "release": render.release,
+            "namespace": render.namespace,
+            "kubernetesVersion": render.kubernetes_version,
+            "validatedAt": render.validated_at,
+            "helm": render.helm.version,
+            "counts": render.counts(),
+            "objects": render.entries(),
+            "problems": [p.as_dict() for p in self.problems],
+        }
+
+
+@dataclass
 class Plan:
     stack: str
     project: str
     run: ProgramRun
     placeholders: list[Placeholder]
     secret_values: set[str]
+    site: SiteConfig | None = None
+    """The site's settings, as the program validated them."""
     known_secrets: list[str] = field(default_factory=list)
     """Secret config values given to the plan (not placeholders): policies look for them."""
     policies: PolicyReport | None = None
     policy_config: dict[str, Any] = field(default_factory=dict)
     """The --policy-config file's content, as read."""
+    chart: ChartResult | None = None
+    """None with --no-render."""
 
     @property
     def violations(self) -> list[dict[str, Any]]:
@@ -129,6 +177,7 @@ class Plan:
             "fakeOutputs": self.fake_outputs,
             "placeholders": [{"key": p.key, "reason": p.reason} for p in self.placeholders],
             "violations": self.violations,
+            "chart": self.chart.document() if self.chart is not None else None,
         }
 
     @cached_property
@@ -211,6 +260,38 @@ def parse_secret_args(values: Sequence[str], project: str) -> dict[str, str]:
     return secrets
 
 
+def secrets_from_environment(env: Mapping[str, str], project: str) -> dict[str, str]:
+    """`JHP_SECRET_<KEY>` variables, KEY as in the stack (`JHP_SECRET_oauthClientSecret`)."""
+    return {
+        f"{project}:{name[len(SECRET_ENV_PREFIX) :]}": value
+        for name, value in env.items()
+        if name.startswith(SECRET_ENV_PREFIX) and len(name) > len(SECRET_ENV_PREFIX)
+    }
+
+
+def secrets_from_files(values: Sequence[str], project: str) -> dict[str, str]:
+    """`--secret-file KEY=PATH`: the file holds the value (an SSH key file as it is).
+
+    A one-line file loses its final newline (`echo secret > file` writes one); a file of
+    several lines is kept whole, as `pulumi config set --secret KEY < file` would.
+    """
+    secrets = {}
+    for item in values:
+        key, sep, path = item.partition("=")
+        if not sep or not key or not path:
+            raise PlanError(f"--secret-file: {item!r} is not KEY=PATH")
+        try:
+            text = Path(path).expanduser().read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else "not text"
+            raise PlanError(f"--secret-file {key}: {path} cannot be read ({reason})") from None
+        if text.count("\n") == 1 and text.endswith("\n"):
+            text = text[:-1]
+        full = key if ":" in key else f"{project}:{key}"
+        secrets[full] = text
+    return secrets
+
+
 def secret_keys_needed(config: dict[str, str], project: str) -> list[str]:
     """The secret config keys the program requires for this config."""
     from components.config import decode_config_value, required_secret_keys
@@ -281,7 +362,27 @@ def build_plan(
     secret_values.update(_secret_strings(run.outputs))
     known = [v for k, v in config.items() if k in secrets or k in stack_config.secret_keys]
     known = [v for v in known if not v.startswith(PLACEHOLDER)]
-    return Plan(stack, project, run, placeholders, secret_values, known_secrets=known)
+    return Plan(
+        stack,
+        project,
+        run,
+        placeholders,
+        secret_values,
+        site=site_settings(config, project, project_dir),
+        known_secrets=known,
+    )
+
+
+def site_settings(config: dict[str, str], project: str, project_dir: Path) -> SiteConfig:
+    """The site's plain settings, validated as the program validated them (it ran)."""
+    from components.config import SiteConfig, decode_config_value, parse_site_config
+
+    raw = {
+        k.split(":", 1)[1]: decode_config_value(v)
+        for k, v in config.items()
+        if k.startswith(f"{project}:") and k.split(":", 1)[1] not in SiteConfig.SECRET_KEYS
+    }
+    return parse_site_config(raw, project_dir)
 
 
 def apply_policies(plan: Plan, policy_config: Path | None) -> None:
@@ -304,6 +405,59 @@ def apply_policies(plan: Plan, policy_config: Path | None) -> None:
         raise PlanError(str(err)) from None
 
 
+def render_chart(plan: Plan, *, require: bool, env: Mapping[str, str] | None = None) -> None:
+    """Render the release's chart with Helm 3 and check the objects (sitectl/render.py).
+
+    Without a Helm 3 or the chart's package the render is skipped, with the reason kept
+    for the one line the plan prints; `require` makes that a PlanError instead. A chart
+    that refuses the values is a PlanError with Helm's message.
+    """
+    from sitectl.chart_checks import run_checks
+    from sitectl.charts import ChartPackageError, ChartUnavailableError, resolve_chart
+    from sitectl.helm import HelmUnavailableError, find_helm
+    from sitectl.manifests import is_kubernetes_object
+    from sitectl.render import CLUSTER_SCOPED, RenderError, release_of, render
+
+    release = release_of(plan.run.resources)
+    if release is None or plan.site is None:
+        return
+    inputs = release.inputs
+    chart, version = str(inputs.get("chart")), str(inputs.get("version"))
+    try:
+        helm = find_helm(env)
+        package = resolve_chart(version, env=env)
+    except (HelmUnavailableError, ChartUnavailableError, ChartPackageError) as err:
+        if require:
+            raise PlanError(f"--require-render: the chart cannot be rendered: {err}") from None
+        plan.chart = ChartResult(skipped=str(err))
+        return
+    values = plan.scrub_data(redact(reveal_partially(inputs.get("values")), SECRET_MARK))
+    try:
+        result = render(
+            helm,
+            package,
+            chart=chart,
+            release=str(inputs.get("name")),
+            namespace=str(inputs.get("namespace")),
+            version=version,
+            kubernetes_version=plan.site.site.kubernetes_version,
+            values=values,
+        )
+    except RenderError as err:
+        raise PlanError(f"chart {chart} {version} refuses the values: {err}") from None
+    program_objects = []
+    for res in plan.run.resources:
+        if is_kubernetes_object(res):
+            body = reveal(res.inputs)
+            meta = body.get("metadata") or {}
+            kind = str(body.get("kind", res.type.rsplit(":", 1)[-1]))
+            # As the API places it: a namespaced object without one lands in "default".
+            namespace = None if kind in CLUSTER_SCOPED else str(meta.get("namespace") or "default")
+            program_objects.append((kind, namespace, str(meta.get("name", ""))))
+    problems = run_checks(result, plan.site, values, plan.site.storage.class_name, program_objects)
+    plan.chart = ChartResult(render=result, problems=problems)
+
+
 # -- output ------------------------------------------------------------------------
 def _yaml(data: Any, sort_keys: bool = False) -> str:
     return yaml.safe_dump(data, sort_keys=sort_keys, default_flow_style=False, width=100)
@@ -319,7 +473,7 @@ def rendered_files(plan: Plan) -> dict[str, str]:
         if isinstance(value, str) and "\n" in value:
             files[f"outputs/{name}.txt"] = value
     for res in plan.run.resources:
-        if res.type == "kubernetes:helm.sh/v3:Release":
+        if res.type == RELEASE_TYPE:
             # Inner secrets lose their own mark inside the all-secret values, so they are
             # found by value.
             values = plan.scrub_data(redact(reveal_partially(res.inputs.get("values"))))
@@ -332,6 +486,8 @@ def rendered_files(plan: Plan) -> dict[str, str]:
         elif is_kubernetes_object(res):
             kind = str(res.inputs.get("kind", res.type.rsplit(":", 1)[-1])).lower()
             files[f"manifests/{kind}-{res.name}.yaml"] = _yaml(plan.scrub_data(manifest(res)))
+    if plan.chart is not None and plan.chart.render is not None:
+        files.update(plan.chart.render.files())
     if plan.adopted:
         files["policy-config.json"] = json.dumps(preview_policy_config(plan), indent=2)
     return files
@@ -400,8 +556,12 @@ def _write_if_changed(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def _resource_lines(run: ProgramRun, width: int) -> list[str]:
-    """The resources as a tree, like `pulumi preview`: + create, = import."""
+def _resource_lines(
+    run: ProgramRun, width: int, under: Mapping[str, list[str]] | None = None
+) -> list[str]:
+    """The resources as a tree, like `pulumi preview`: + create, = import; `under` adds
+    lines below a resource (the chart's objects below the release)."""
+    under = under or {}
     children: dict[str | None, list[Registered]] = {}
     urns = {r.urn for r in run.resources}
     for res in run.resources:
@@ -426,7 +586,13 @@ def _resource_lines(run: ProgramRun, width: int) -> list[str]:
             suffix = f"  [{', '.join(notes)}]" if notes else ""
             op = "=" if res.import_id else "+"
             lines.append(f" {op}   {label:<{width}} {res.name}{suffix}")
-            walk(res.urn, prefix + ("   " if last else "│  "))
+            inner = prefix + ("   " if last else "│  ")
+            has_children = bool(children.get(res.urn))
+            lines.extend(
+                f"     {inner}{'│  ' if has_children else '   '}{extra}"
+                for extra in under.get(res.name, [])
+            )
+            walk(res.urn, inner)
 
     walk(None, "")
     return lines
@@ -471,6 +637,39 @@ def _policy_lines(report: PolicyReport) -> list[str]:
     return lines
 
 
+def _chart_objects_lines(plan: Plan) -> dict[str, list[str]]:
+    """Below the release: what its chart renders, a count per kind."""
+    chart = plan.chart
+    release = next((r for r in plan.run.resources if r.type == RELEASE_TYPE), None)
+    if chart is None or chart.render is None or release is None:
+        return {}
+    render = chart.render
+    counts = render.counts()
+    lines = [
+        f"chart {render.chart} {render.version}: {sum(counts.values())} objects, "
+        f"in chart/ (Helm {render.helm.version}, Kubernetes {render.kubernetes_version})"
+    ]
+    lines += [f"  {n:>4} {kind}" for kind, n in counts.items()]
+    return {release.name: lines}
+
+
+def _chart_lines(chart: ChartResult) -> list[str]:
+    from sitectl.chart_checks import CHECKS
+
+    if chart.render is None:
+        return [f"Chart render skipped: {chart.skipped} (--require-render makes this an error)"]
+    render = chart.render
+    lines = [
+        f"Chart checks: {len(CHECKS)} run on {len(render.objects)} objects of "
+        f"{render.chart} {render.version}, {len(chart.problems)} "
+        f"problem{'s' if len(chart.problems) != 1 else ''}"
+    ]
+    if render.validation_note:
+        lines.append(f"    note: {render.validation_note}")
+    lines += [f"    [{p.check}] ({p.object or 'chart'}): {p.message}" for p in chart.problems]
+    return lines
+
+
 def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
     width = max((len(r.type) for r in plan.run.resources), default=20) + 8
     lines = [
@@ -479,7 +678,7 @@ def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
         "",
         f"     {'Type':<{width}} Name",
         f" +   {'pulumi:pulumi:Stack':<{width}} {plan.project}-{plan.stack}",
-        *_resource_lines(plan.run, width),
+        *_resource_lines(plan.run, width, _chart_objects_lines(plan)),
         "",
         *_count_lines(plan.run),
         "",
@@ -490,6 +689,8 @@ def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
         lines += [f"    {p.key}: {p.reason}" for p in plan.placeholders]
     if plan.policies is not None:
         lines += ["", *_policy_lines(plan.policies)]
+    if plan.chart is not None:
+        lines += ["", *_chart_lines(plan.chart)]
     lines += ["", f"Rendered files in {out}/:"]
     groups: dict[str, int] = {}
     for relative in files:
@@ -511,7 +712,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a secret config value (KEY with or without the project prefix)",
+        help="a secret config value (KEY with or without the project prefix); it lands in "
+        "the process list and shell history: prefer --secret-file or JHP_SECRET_<KEY>",
+    )
+    parser.add_argument(
+        "--secret-file",
+        action="append",
+        default=[],
+        metavar="KEY=PATH",
+        help="a secret config value read from a file (an SSH key file as it is)",
     )
     parser.add_argument("--out", type=Path, help="output directory (default build/plan/SITE)")
     parser.add_argument("--json", action="store_true", help="print plan.json instead of a tree")
@@ -520,6 +729,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="policy configuration, as for `pulumi preview --policy-pack-config`",
     )
+    render = parser.add_mutually_exclusive_group()
+    render.add_argument(
+        "--no-render", action="store_true", help="do not render the chart with Helm"
+    )
+    render.add_argument(
+        "--require-render",
+        action="store_true",
+        help="fail (exit 2) when the chart cannot be rendered, instead of skipping the render",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -527,10 +745,16 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or PROJECT_DIR / "build" / "plan" / args.site
     try:
         project = project_name(PROJECT_DIR)
-        secrets = parse_secret_args(args.secret, project)
+        secrets = {
+            **secrets_from_environment(os.environ, project),
+            **secrets_from_files(args.secret_file, project),
+            **parse_secret_args(args.secret, project),
+        }
         gc_tuning.tune()
         plan = build_plan(args.site, stack_file, secrets)
         apply_policies(plan, args.policy_config)
+        if not args.no_render:
+            render_chart(plan, require=args.require_render)
         files = write(plan, out)
     except PlanError as err:
         # One line per problem, each marked, so a CI log's search for "error:" finds them all.
@@ -539,8 +763,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     if args.json:
         print(plan.scrub(json.dumps(plan.published, indent=2, sort_keys=True)))
+        if plan.chart is not None and plan.chart.render is None:
+            print(plan.scrub(_chart_lines(plan.chart)[0]), file=sys.stderr)
     else:
         print(tree(plan, out, files))
     if plan.policies is not None and plan.policies.mandatory:
+        return EXIT_VIOLATIONS
+    if plan.chart is not None and plan.chart.problems:
         return EXIT_VIOLATIONS
     return EXIT_OK
