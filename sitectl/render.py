@@ -232,7 +232,9 @@ def helm_message(stderr: str) -> str:
     """Helm's error on one line: the chart's `fail` text spans many, with banners."""
     lines = [line.strip(" #\t") for line in stderr.splitlines()]
     text = " ".join(line for line in lines if line)
-    return re.sub(r"\s+", " ", text).removeprefix("Error: ").strip()
+    text = re.sub(r"\s+", " ", text).removeprefix("Error: ")
+    # Advice for Helm's own command line, which the operator did not type.
+    return text.replace("Use --debug flag to render out invalid YAML", "").strip()
 
 
 def template(
