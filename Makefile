@@ -48,8 +48,10 @@ unit: $(VENV)/.installed-dev $(HELM_PINNED)
 
 test: $(VENV)/.installed-dev test-deps lint typecheck unit
 
+# ARGS passes options through (make plan STACK=x ARGS="--no-render --json"). The command
+# is not echoed: ARGS may hold a --secret, which belongs in neither logs nor scrollback.
 plan: $(VENV)/.installed-run $(HELM_PINNED)
-	$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG))
+	@$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG)) $(ARGS)
 
 # A stack file for a new site, from the template: fill its "<fill in>" values, then plan.
 new-site: $(VENV)/.installed-run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import pytest
 import yaml
 
 from components.node_scripts import remote_command, script_of
+from sitectl.plan import PlanError
+from tests.conftest import REQUIRE_ALL
 from tests.sites import ROOT, chart_defaults, chart_schema, deep_merge, espsrc, run
 from tests.test_node_scripts import shellcheck
 
@@ -22,7 +25,9 @@ S1 = "planted-oauth-S1-3e9d1f"
 S2 = "-----BEGIN OPENSSH PRIVATE KEY-----\nplanted-ssh-S2-b77c04\n-----END OPENSSH PRIVATE KEY-----"
 
 
-def plan(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def plan(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sitectl", "plan", *args],
         cwd=cwd,
@@ -30,7 +35,19 @@ def plan(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
         timeout=120,
+        env=env,
     )
+
+
+# CI has Helm and the chart packages, and must render; a user's clone may have neither and
+# then skips the render tests (the plan's own skip line says why).
+RENDER = ("--require-render",) if os.environ.get(REQUIRE_ALL) == "1" else ()
+
+
+def skip_unless_rendered(result: subprocess.CompletedProcess[str]) -> None:
+    for line in result.stdout.splitlines() + result.stderr.splitlines():
+        if line.startswith("Chart render skipped: "):
+            pytest.skip(line)
 
 
 def stack_file(
@@ -56,6 +73,7 @@ def espsrc_plan(
         f"oauthClientSecret={S1}",
         "--secret",
         f"jupyterhub-platform:sshPrivateKey={S2}",
+        *RENDER,
     )
     return result, out
 
@@ -338,3 +356,203 @@ def test_integers_stay_integers_in_every_file(
             for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
                 floats += _whole_floats(doc, f"{path.relative_to(out)}#{i}")
     assert floats == []
+
+
+# -- the chart render in the plan ----------------------------------------------------------
+def test_plan_shows_the_charts_objects_under_the_release(
+    espsrc_plan: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    result, out = espsrc_plan
+    skip_unless_rendered(result)
+    lines = result.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.endswith(" hub-release"))
+    assert lines[at + 1].startswith("     │  │     chart jupyterhub 3.1.0: ")
+    assert "objects, in chart/ (Helm v3." in lines[at + 1]
+    counts = {}
+    for line in lines[at + 2 :]:
+        words = line.replace("│", " ").split()
+        if len(words) != 2 or not words[0].isdigit():
+            break
+        counts[words[1]] = int(words[0])
+    document = json.loads((out / "plan.json").read_text())
+    assert counts == document["chart"]["counts"]
+    assert counts["Deployment"] == 3 and counts["Service"] == 3
+    assert f"Chart checks: 7 run on {sum(counts.values())} objects" in result.stdout
+    written = sorted(p.name for p in (out / "chart").iterdir())
+    assert written == sorted(f"{kind.lower()}.yaml" for kind in counts)
+    listed = {(o["kind"], o["name"]) for o in document["chart"]["objects"]}
+    on_disk = {
+        (d["kind"], d["metadata"]["name"])
+        for path in (out / "chart").iterdir()
+        for d in yaml.safe_load_all(path.read_text())
+        if d
+    }
+    assert listed == on_disk
+    for path in (out / "chart").iterdir():
+        for body in yaml.safe_load_all(path.read_text()):
+            if body:
+                kubernetes_validate.validate(body, "1.30", strict=True)
+
+
+def _offline_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """No chart package anywhere: no $JHP_CHART_DIR, an empty cache, a closed repository."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JHP_CHART_DIR", "JHP_HELM")}
+    env.update(
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        JHP_CHART_REPOSITORY="http://127.0.0.1:9/",
+        **extra,
+    )
+    return env
+
+
+def _fake_helm(tmp_path: Path, version: str) -> str:
+    from tests.test_helm import fake_helm
+
+    return str(fake_helm(tmp_path / f"helm-{version}", version))
+
+
+def test_without_the_chart_the_plan_skips_the_render_in_one_line(tmp_path: Path) -> None:
+    env = _offline_env(tmp_path, JHP_HELM=_fake_helm(tmp_path, "v3.17.3"))
+    out = tmp_path / "out"
+    result = plan("espsrc", "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    skipped = [line for line in result.stdout.splitlines() if "render skipped" in line]
+    assert len(skipped) == 1
+    assert skipped[0].startswith(
+        "Chart render skipped: chart jupyterhub 3.1.0 cannot be had: $JHP_CHART_DIR is not set; "
+        f"not in the cache ({tmp_path / 'cache' / 'jupyterhub-platform' / 'charts'}); "
+        "the download of http://127.0.0.1:9/index.yaml failed"
+    )
+    assert skipped[0].endswith("(--require-render makes this an error)")
+    assert not (out / "chart").exists()
+    assert json.loads((out / "plan.json").read_text())["chart"]["rendered"] is False
+    required = plan("espsrc", "--out", str(out), "--require-render", env=env)
+    assert required.returncode == 2
+    assert required.stderr.startswith(
+        "error: --require-render: the chart cannot be rendered: chart jupyterhub 3.1.0 "
+        "cannot be had: "
+    )
+    assert required.stderr.count("\n") == 1 and required.stdout == ""
+
+
+def test_a_helm_4_is_refused_and_the_render_skipped(tmp_path: Path) -> None:
+    helm = _fake_helm(tmp_path, "v4.1.4")
+    result = plan("espsrc", "--out", str(tmp_path / "out"), "--json", env=_offline_env(
+        tmp_path, JHP_HELM=helm))  # fmt: skip
+    assert result.returncode == 0
+    json.loads(result.stdout)  # --json keeps stdout to the document; the line goes to stderr
+    assert result.stderr == (
+        f"Chart render skipped: $JHP_HELM: {helm} is Helm v4.1.4; the render needs Helm 3, the "
+        "Helm the Pulumi Kubernetes provider embeds (--require-render makes this an error)\n"
+    )
+
+
+def test_no_render_leaves_the_chart_out(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = plan("espsrc", "--out", str(out), "--no-render")
+    assert result.returncode == 0, result.stderr
+    assert "chart jupyterhub" not in result.stdout and "Chart" not in result.stdout
+    assert json.loads((out / "plan.json").read_text())["chart"] is None
+    assert not (out / "chart").exists()
+    both = plan("espsrc", "--out", str(out), "--no-render", "--require-render")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_a_value_the_chart_refuses_fails_the_plan_with_its_message(tmp_path: Path) -> None:
+    settings = espsrc()
+    settings["hub"]["extraValues"] = {
+        "singleuser": {"networkPolicy": {"egressAllowRules": {"cloudMetadataServer": True}}}
+    }
+    out = tmp_path / "out"
+    result = plan("test", "--stack-file", str(stack_file(tmp_path, settings)), "--out",
+                  str(out), *RENDER)  # fmt: skip
+    skip_unless_rendered(result)
+    assert result.returncode == 2, result.stdout
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        "error: chart jupyterhub 3.1.0 refuses the values: execution error at "
+        "(jupyterhub/templates/NOTES.txt:"
+    )
+    assert (
+        "singleuser.cloudMetadata.blockWithIptables must as of version 3.0.0 not be configured "
+        "together with singleuser.networkPolicy.egressAllowRules.cloudMetadataServer"
+    ) in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_failed_chart_checks_exit_1(tmp_path: Path) -> None:
+    settings = espsrc()
+    settings["hub"]["extraValues"] = {"proxy": {"service": {"type": "LoadBalancer"}}}
+    path = stack_file(tmp_path, settings)
+    result = plan("test", "--stack-file", str(path), "--out", str(tmp_path / "out"), *RENDER)
+    skip_unless_rendered(result)
+    assert result.returncode == 1, result.stderr
+    assert "Chart checks: 7 run on" in result.stdout and ", 1 problem\n" in result.stdout
+    assert (
+        "    [proxy-public-on-node-port] (Service/proxy-public): is of type LoadBalancer, "
+        "not NodePort"
+    ) in result.stdout
+
+
+# -- secrets for the plan -------------------------------------------------------------------
+def test_secrets_from_the_environment_and_from_files(tmp_path: Path) -> None:
+    oauth_file = tmp_path / "oauth"
+    oauth_file.write_text(S1 + "\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "JHP_SECRET_sshPrivateKey": S2}
+    result = plan("espsrc", "--out", str(out), "--no-render", "--json",
+                  "--secret-file", f"oauthClientSecret={oauth_file}", env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["placeholders"] == []
+    for text in [result.stdout, *(p.read_text() for p in out.rglob("*") if p.is_file())]:
+        assert S1 not in text and "planted-ssh-S2-b77c04" not in text
+
+
+def test_secret_sources_and_their_order(tmp_path: Path) -> None:
+    from sitectl.plan import secrets_from_environment, secrets_from_files
+
+    env_secrets = secrets_from_environment(
+        {"JHP_SECRET_oauthClientSecret": S1, "JHP_SECRET_": "x", "HOME": "/root"}, "p"
+    )
+    assert env_secrets == {"p:oauthClientSecret": S1}
+    key_file = tmp_path / "deploy_key"
+    key_file.write_text(S2 + "\n")
+    oauth_file = tmp_path / "oauth"
+    oauth_file.write_text(S1 + "\n")
+    from_files = secrets_from_files(
+        [f"sshPrivateKey={key_file}", f"oauthClientSecret={oauth_file}"], "p"
+    )
+    # A one-line file loses its newline; a key file is kept whole.
+    assert from_files == {"p:sshPrivateKey": S2 + "\n", "p:oauthClientSecret": S1}
+    with pytest.raises(PlanError, match="--secret-file: 'oauthClientSecret' is not KEY=PATH"):
+        secrets_from_files(["oauthClientSecret"], "p")
+
+
+def test_an_unreadable_secret_file_is_one_line(tmp_path: Path) -> None:
+    result = plan("espsrc", "--out", str(tmp_path / "o"), "--secret-file",
+                  f"sshPrivateKey={tmp_path / 'missing'}")  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: --secret-file sshPrivateKey: {tmp_path / 'missing'} cannot be read "
+        "(No such file or directory)\n"
+    )
+
+
+def test_make_plan_passes_args_through_and_never_echoes_them(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = f"--no-render --out {out} --secret oauthClientSecret={S1} --json"
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), "plan", "STACK=espsrc", f"ARGS={args}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert S1 not in done.stdout + done.stderr
+    assert "sitectl plan" not in done.stdout + done.stderr, "make echoed the command line"
+    document = json.loads(done.stdout[done.stdout.index("{") :])
+    assert document["chart"] is None and document["stack"] == "espsrc"
+    assert not any(p["key"] == "oauthClientSecret" for p in document["placeholders"])
+    assert (out / "plan.json").is_file()
