@@ -44,8 +44,11 @@ from sitectl.mockrun import PROJECT_DIR, ProgramRun, Registered, Secret, redact,
 from sitectl.stackfile import StackFile, StackFileError, load_stack_file
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from components.config import SiteConfig
     from sitectl.chart_checks import Problem
+    from sitectl.helm import Helm
     from sitectl.policy_engine import PolicyReport
     from sitectl.render import Render
 
@@ -405,12 +408,19 @@ def apply_policies(plan: Plan, policy_config: Path | None) -> None:
         raise PlanError(str(err)) from None
 
 
-def render_chart(plan: Plan, *, require: bool, env: Mapping[str, str] | None = None) -> None:
+def render_chart(
+    plan: Plan,
+    *,
+    require: bool,
+    env: Mapping[str, str] | None = None,
+    helm_found: Future[Helm] | None = None,
+) -> None:
     """Render the release's chart with Helm 3 and check the objects (sitectl/render.py).
 
     Without a Helm 3 or the chart's package the render is skipped, with the reason kept
     for the one line the plan prints; `require` makes that a PlanError instead. A chart
-    that refuses the values is a PlanError with Helm's message.
+    that refuses the values is a PlanError with Helm's message. `helm_found` is a search
+    for Helm started earlier (`find_helm` runs `helm version`), else it is searched now.
     """
     from sitectl.chart_checks import run_checks
     from sitectl.charts import ChartPackageError, ChartUnavailableError, resolve_chart
@@ -424,7 +434,7 @@ def render_chart(plan: Plan, *, require: bool, env: Mapping[str, str] | None = N
     inputs = release.inputs
     chart, version = str(inputs.get("chart")), str(inputs.get("version"))
     try:
-        helm = find_helm(env)
+        helm = helm_found.result() if helm_found is not None else find_helm(env)
         package = resolve_chart(version, env=env)
     except (HelmUnavailableError, ChartUnavailableError, ChartPackageError) as err:
         if require:
@@ -740,6 +750,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _plan_and_render(args: argparse.Namespace, stack_file: Path, secrets: dict[str, str]) -> Plan:
+    """The plan with its chart rendered, the waits overlapped: `helm version` runs while
+    the program does, `helm template` while the policies do (a worker thread waits on
+    each subprocess; the GIL is free meanwhile)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sitectl.helm import find_helm
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="render") as pool:
+        helm_found = pool.submit(find_helm)
+        plan = build_plan(args.site, stack_file, secrets)
+        rendering = pool.submit(
+            render_chart, plan, require=args.require_render, helm_found=helm_found
+        )
+        apply_policies(plan, args.policy_config)
+        rendering.result()  # its PlanError, if any, is raised here
+    return plan
+
+
 def run(args: argparse.Namespace) -> int:
     stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.site}.yaml"
     out = args.out or PROJECT_DIR / "build" / "plan" / args.site
@@ -751,10 +780,11 @@ def run(args: argparse.Namespace) -> int:
             **parse_secret_args(args.secret, project),
         }
         gc_tuning.tune()
-        plan = build_plan(args.site, stack_file, secrets)
-        apply_policies(plan, args.policy_config)
-        if not args.no_render:
-            render_chart(plan, require=args.require_render)
+        if args.no_render:
+            plan = build_plan(args.site, stack_file, secrets)
+            apply_policies(plan, args.policy_config)
+        else:
+            plan = _plan_and_render(args, stack_file, secrets)
         files = write(plan, out)
     except PlanError as err:
         # One line per problem, each marked, so a CI log's search for "error:" finds them all.

@@ -19,6 +19,7 @@ newer version the package has, which the plan then names.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -26,7 +27,6 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -345,8 +345,18 @@ def schema_versions() -> list[tuple[int, int]]:
 
 
 @cache
+def _schema_root() -> Path:
+    """kubernetes-validate's schema folder, found without importing the package (its
+    import costs a tenth of a second the plan does not need: only its data is used)."""
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("kubernetes-validate is not installed (requirements.txt)")
+    return Path(next(iter(spec.submodule_search_locations))) / "kubernetes-json-schema"
+
+
+@cache
 def _schema_dirs() -> list[tuple[tuple[int, int], str]]:
-    base = resources.files("kubernetes_validate") / "kubernetes-json-schema"
+    base = _schema_root()
     found = []
     for entry in base.iterdir():
         match = re.fullmatch(r"v(\d+)\.(\d+)\.\d+-local-strict", entry.name)
@@ -374,7 +384,7 @@ class _Validators:
     def __init__(self, folder: str) -> None:
         from referencing import Registry, Resource
 
-        self.base = resources.files("kubernetes_validate") / "kubernetes-json-schema" / folder
+        self.base = _schema_root() / folder
         definitions = json.loads((self.base / "_definitions.json").read_text())
         self.registry: Any = Resource.from_contents(definitions) @ Registry()
         self.by_kind: dict[tuple[str, str], Any] = {}
