@@ -16,6 +16,7 @@ these check what the chart makes of them, in the plan and in the tests:
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,6 @@ from typing import Any
 from components.config import SiteConfig
 from components.hub_values import LOGO_MOUNT_PATH
 from sitectl.render import ChartObject, Render
-
-LOGO_FILE_KEY = "site-logo"  # components.hub_values names the logo's extraFiles entry so
 
 
 @dataclass(frozen=True)
@@ -88,8 +87,6 @@ def _label(obj: ChartObject) -> str:
 
 
 def _show(value: Any) -> str:
-    import json
-
     text = json.dumps(value, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -408,6 +408,22 @@ def apply_policies(plan: Plan, policy_config: Path | None) -> None:
         raise PlanError(str(err)) from None
 
 
+def _placeholders_for_secrets(plan: Plan, values: Any) -> Any:
+    """Values with every secret as the placeholder: those holding a secret value found by
+    value (inside the all-secret release values they lost their own mark), and any equal
+    to a secret given to the plan, however short."""
+    given = set(plan.known_secrets)
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        return SECRET_MARK if isinstance(value, str) and value in given else value
+
+    return scrub(plan.scrub_data(values))
+
+
 def render_chart(
     plan: Plan,
     *,
@@ -441,7 +457,9 @@ def render_chart(
             raise PlanError(f"--require-render: the chart cannot be rendered: {err}") from None
         plan.chart = ChartResult(skipped=str(err))
         return
-    values = plan.scrub_data(redact(reveal_partially(inputs.get("values")), SECRET_MARK))
+    values = _placeholders_for_secrets(
+        plan, redact(reveal_partially(inputs.get("values")), SECRET_MARK)
+    )
     try:
         result = render(
             helm,

@@ -19,6 +19,7 @@ newer version the package has, which the plan then names.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 import re
@@ -127,8 +128,6 @@ class Render:
 
     def effective_values(self) -> dict[str, Any] | None:
         """The values the chart's own config code reads: the hub Secret's `values.yaml`."""
-        import base64
-
         for secret in self.find("Secret"):
             data = secret.body.get("data") or {}
             if "values.yaml" in data:
@@ -274,7 +273,15 @@ def template(
                 text=True,
                 timeout=HELM_TIMEOUT_SECONDS,
                 check=False,
-                env={**helm_environment(), "HOME": tmp, "HELM_CACHE_HOME": tmp},
+                # A home of its own: no repositories, plugins or registry logins of the
+                # operator's take part in rendering a local package.
+                env={
+                    **helm_environment(),
+                    "HOME": tmp,
+                    "HELM_CACHE_HOME": tmp,
+                    "HELM_CONFIG_HOME": tmp,
+                    "HELM_DATA_HOME": tmp,
+                },
                 cwd=tmp,
             )
         except (OSError, subprocess.SubprocessError) as err:

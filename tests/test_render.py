@@ -110,8 +110,10 @@ def _chart_file(tmp_path: Path, plan: Plan, kind: str) -> list[dict[str, Any]]:
 
 
 def test_written_objects_are_stable_and_hold_no_secret(tmp_path: Path) -> None:
-    first = plan_of(tmp_path / "a", site(), {"oauthClientSecret": S1})
-    second = plan_of(tmp_path / "b", site(), {"oauthClientSecret": S1})
+    secrets = {f"{PROJECT}:oauthClientSecret": S1}
+    first = plan_of(tmp_path / "a", site(), secrets)
+    second = plan_of(tmp_path / "b", site(), secrets)
+    assert first.known_secrets == [S1]
     assert first.chart is not None and first.chart.render is not None
     assert second.chart is not None and second.chart.render is not None
     files = first.chart.render.files()
@@ -130,6 +132,14 @@ def test_written_objects_are_stable_and_hold_no_secret(tmp_path: Path) -> None:
         assert base64.b64decode(data[key]).decode() == MADE_UP_MARK, key
     written = _chart_file(tmp_path, first, "secret")
     assert written and all(set(d["data"].values()) == {REDACTED} for d in written)
+
+
+def test_a_short_secret_given_to_the_plan_never_reaches_helm(tmp_path: Path) -> None:
+    plan = plan_of(tmp_path, site(), {f"{PROJECT}:oauthClientSecret": "s3krt"})
+    assert plan.chart is not None and plan.chart.render is not None
+    oauth = plan.chart.render.values["hub"]["config"]["GenericOAuthenticator"]
+    assert oauth["client_secret"] == "[secret]"
+    assert "s3krt" not in json.dumps(plan.chart.render.values)
 
 
 def test_plan_json_lists_every_object(stack_plan: Plan) -> None:
