@@ -180,18 +180,6 @@ def redacted(body: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def plain_numbers(value: Any) -> Any:
-    """Whole floats as ints: the engine's wire format turns the program's 31090 into
-    31090.0, which Helm reads as the same number; written as the program wrote it."""
-    if isinstance(value, dict):
-        return {k: plain_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain_numbers(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def with_fixed_made_up_values(values: dict[str, Any]) -> dict[str, Any]:
     """The values plus a fixed marker for each value the chart would make up at random.
 
@@ -320,7 +308,7 @@ def render(
     kubernetes_version: str,
     values: dict[str, Any],
 ) -> Render:
-    given = with_fixed_made_up_values(plain_numbers(values))
+    given = with_fixed_made_up_values(values)
     text = template(
         helm,
         package,
