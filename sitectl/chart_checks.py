@@ -49,6 +49,11 @@ CHECKS = (
 )
 
 
+def checks_for(site: SiteConfig) -> list[str]:
+    """The checks that apply to a site: the logo's only where it has one."""
+    return [c for c in CHECKS if c != "logo-mounted" or site.hub.logo]
+
+
 def run_checks(
     render: Render,
     site: SiteConfig,
@@ -56,9 +61,9 @@ def run_checks(
     storage_class: str,
     program_objects: Iterable[tuple[str, str | None, str]],
 ) -> list[Problem]:
-    """Every check over a render. `program_values` are the values as given to Helm (before
-    the fixed markers); `program_objects` are (kind, namespace, name) of what the program
-    creates itself."""
+    """Every check of `checks_for(site)` over a render. `program_values` are the values as
+    given to Helm (before the fixed markers); `program_objects` are (kind, namespace, name)
+    of what the program creates itself."""
     problems = [
         Problem("chart-objects-valid", f"{obj.kind}/{obj.name}", message)
         for obj, message in render.invalid

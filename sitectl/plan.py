@@ -76,6 +76,8 @@ class ChartResult:
     render: Render | None = None
     skipped: str | None = None
     problems: list[Problem] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    """The checks run on the objects."""
 
     def document(self) -> dict[str, Any]:
         render = self.render
@@ -93,6 +95,7 @@ class ChartResult:
             "helm": render.helm.version,
             "counts": render.counts(),
             "objects": render.entries(),
+            "checks": self.checks,
             "problems": [p.as_dict() for p in self.problems],
         }
 
@@ -438,7 +441,7 @@ def render_chart(
     that refuses the values is a PlanError with Helm's message. `helm_found` is a search
     for Helm started earlier (`find_helm` runs `helm version`), else it is searched now.
     """
-    from sitectl.chart_checks import run_checks
+    from sitectl.chart_checks import checks_for, run_checks
     from sitectl.charts import ChartPackageError, ChartUnavailableError, resolve_chart
     from sitectl.helm import HelmUnavailableError, find_helm
     from sitectl.manifests import is_kubernetes_object
@@ -483,7 +486,7 @@ def render_chart(
             namespace = None if kind in CLUSTER_SCOPED else str(meta.get("namespace") or "default")
             program_objects.append((kind, namespace, str(meta.get("name", ""))))
     problems = run_checks(result, plan.site, values, plan.site.storage.class_name, program_objects)
-    plan.chart = ChartResult(render=result, problems=problems)
+    plan.chart = ChartResult(render=result, problems=problems, checks=checks_for(plan.site))
 
 
 # -- output ------------------------------------------------------------------------
@@ -682,13 +685,11 @@ def _chart_objects_lines(plan: Plan) -> dict[str, list[str]]:
 
 
 def _chart_lines(chart: ChartResult) -> list[str]:
-    from sitectl.chart_checks import CHECKS
-
     if chart.render is None:
         return [f"Chart render skipped: {chart.skipped} (--require-render makes this an error)"]
     render = chart.render
     lines = [
-        f"Chart checks: {len(CHECKS)} run on {len(render.objects)} objects of "
+        f"Chart checks: {len(chart.checks)} run on {len(render.objects)} objects of "
         f"{render.chart} {render.version}, {len(chart.problems)} "
         f"problem{'s' if len(chart.problems) != 1 else ''}"
     ]

@@ -81,6 +81,16 @@ def test_the_stacks_render_with_no_problem_at_kubernetes_1_30(stack_plan: Plan) 
     assert render.validation_note is None
     assert render.invalid == []
     assert stack_plan.chart.problems == []
+    logo = ["logo-mounted"] if stack_plan.site and stack_plan.site.hub.logo else []
+    assert stack_plan.chart.checks == [
+        "chart-objects-valid",
+        "values-reach-the-chart",
+        "proxy-public-on-node-port",
+        "stack-storage-classes",
+        *logo,
+        "images-pinned",
+        "objects-made-once",
+    ]
     kinds = render.counts()
     for kind in ("Deployment", "Service", "Secret", "PersistentVolumeClaim", "ConfigMap"):
         assert kinds.get(kind), f"the render of {stack_plan.stack} has no {kind}: {kinds}"
