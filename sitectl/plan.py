@@ -507,7 +507,9 @@ def rendered_files(plan: Plan) -> dict[str, str]:
         if res.type == RELEASE_TYPE:
             # Inner secrets lose their own mark inside the all-secret values, so they are
             # found by value.
-            values = plan.scrub_data(redact(reveal_partially(res.inputs.get("values"))))
+            values = _placeholders_for_secrets(
+                plan, redact(reveal_partially(res.inputs.get("values")), SECRET_MARK)
+            )
             files["values.yaml"] = _yaml(values, sort_keys=True)
         elif res.type == "command:remote:Command":
             for step in ("create", "delete"):

@@ -150,6 +150,9 @@ def test_a_short_secret_given_to_the_plan_never_reaches_helm(tmp_path: Path) -> 
     oauth = plan.chart.render.values["hub"]["config"]["GenericOAuthenticator"]
     assert oauth["client_secret"] == "[secret]"
     assert "s3krt" not in json.dumps(plan.chart.render.values)
+    write(plan, tmp_path / "out")
+    written = yaml.safe_load((tmp_path / "out" / "values.yaml").read_text())
+    assert written["hub"]["config"]["GenericOAuthenticator"]["client_secret"] == "[secret]"
 
 
 def test_plan_json_lists_every_object(stack_plan: Plan) -> None:
