@@ -78,6 +78,11 @@ class NodeMounts(pulumi.ComponentResource):
     ) -> command.remote.Command:
         nodes = args.nodes
 
+        resource_name = f"{name}-{host.name}"
+        # Unique per stack and step: a renamed host is a new step with a new owner, and
+        # the old step's delete then finds the mount owned by another and leaves it.
+        owner = f"{pulumi.get_project()}/{pulumi.get_stack()}/{resource_name}"
+
         def settings(values: list[Any]) -> MountSettings:
             export_path, ceph_user = values
             return MountSettings(
@@ -87,10 +92,11 @@ class NodeMounts(pulumi.ComponentResource):
                 ceph_user=ceph_user,
                 mount_client=nodes.mount_client.value,
                 install_packages=nodes.install_packages,
+                owner=owner,
             )
 
         return command.remote.Command(
-            f"{name}-{host.name}",
+            resource_name,
             connection=command.remote.ConnectionArgs(
                 host=host.address,
                 port=host.port or nodes.ssh_port,

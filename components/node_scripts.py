@@ -34,6 +34,16 @@ def check_export_path(value: str) -> str:
     return value
 
 
+_OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,254}")
+
+
+def check_owner(value: str) -> str:
+    """An owner as the scripts accept it: project/stack/resource-name."""
+    if _OWNER.fullmatch(value) is None:
+        raise ValueError(f"the mount step's owner {value!r} is not of the form project/stack/name")
+    return value
+
+
 @cache
 def _script(name: str) -> tuple[str, str]:
     """The script's shebang line and the rest, read once per process."""
@@ -77,6 +87,10 @@ class MountSettings:
     ceph_user: str
     mount_client: str
     install_packages: bool
+    owner: str
+    """Who set the mount up: the stack and the step's resource name. The create step
+    records it on the node and the delete step acts only on a mount it owns, so a renamed
+    step's delete cannot undo what the new step took over."""
 
     def create_script(self) -> str:
         return render(
@@ -88,6 +102,7 @@ class MountSettings:
                 "CEPH_USER": self.ceph_user,
                 "MOUNT_CLIENT": self.mount_client,
                 "INSTALL_PACKAGES": "yes" if self.install_packages else "no",
+                "OWNER": check_owner(self.owner),
             },
         )
 
@@ -98,6 +113,7 @@ class MountSettings:
                 "NODE_NAME": self.node_name,
                 "MOUNT_PATH": self.mount_path,
                 "CEPH_USER": self.ceph_user,
+                "OWNER": check_owner(self.owner),
             },
         )
 

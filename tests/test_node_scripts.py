@@ -28,6 +28,7 @@ USER = "spsrc-k8-cluster00"
 SECRET = f"ceph/jupyterhub-platform-{USER}.secret"
 FUSE_KEYRING = f"ceph/jupyterhub-platform-{USER}.keyring"
 FUSE_CONF = f"ceph/jupyterhub-platform-{USER}.conf"
+OWNER = "jupyterhub-platform/espsrc/mounts-node-a"
 # Well formed, but not the key the fake cluster accepts.
 WRONG_KEY = fake_cephx_key("not-the-access-rule")
 
@@ -46,7 +47,7 @@ def test_scripts_in_the_repository_pass_shellcheck(script: str) -> None:
 
 
 def test_rendered_scripts_pass_shellcheck(tmp_path: Path) -> None:
-    settings = MountSettings("node-a", EXPORT, "/mnt/k8s-shared", USER, "kernel", True)
+    settings = MountSettings("node-a", EXPORT, "/mnt/k8s-shared", USER, "kernel", True, OWNER)
     for name, text, shell in (
         ("create.sh", settings.create_script(), None),
         ("delete.sh", settings.delete_script(), None),
@@ -73,6 +74,7 @@ def settings_for(box: Sandbox, **changes: Any) -> MountSettings:
         ceph_user=USER,
         mount_client="kernel",
         install_packages=False,
+        owner=OWNER,
     )
     return dataclasses.replace(base, **changes)
 
@@ -634,3 +636,52 @@ def test_a_missing_fuse_client_is_installed_only_when_allowed(
         assert installs == []
         assert box.mounts() == []
         assert fstab_lines_for(box, settings.mount_path) == []
+
+
+# -- issue 17: each step owns what it set up ----------------------------------------------
+
+
+@requires_sandbox
+@pytest.mark.parametrize("client", ["kernel", "fuse"])
+def test_renaming_a_node_keeps_it_mounted(box: Sandbox, client: str) -> None:
+    """A host renamed in nodes.hosts (same address): the engine creates the new step,
+    which finds the share mounted, then deletes the old one on the same machine."""
+    box.write_etc("systemd/system/k3s.service", "[Service]\n")
+    old = settings_for(box, mount_client=client)
+    new = dataclasses.replace(
+        old, node_name="node-b", owner="jupyterhub-platform/espsrc/mounts-node-b"
+    )
+    assert create(box, old).returncode == 0
+    taken = create(box, new)
+    assert taken.returncode == 0, taken.stderr
+    assert "already mounted" in taken.stdout
+    assert f"taken over from {OWNER}" in taken.stdout
+    before = {p: p.read_bytes() for p in box.upper.rglob("*") if p.is_file()}
+    mounts = box.mounts()
+
+    result = delete(box, old)
+    assert result.returncode == 0, result.stderr
+    assert f"owned by {new.owner}, not by {OWNER}: nothing changed" in result.stdout
+    assert box.mounts() == mounts, "still mounted"
+    assert {p: p.read_bytes() for p in box.upper.rglob("*") if p.is_file()} == before, (
+        "fstab line, key, owner and kubelet guard as the new step left them"
+    )
+    assert not any(call.startswith("umount") for call in box.calls())
+
+    # The new step's own delete still undoes it all.
+    gone = delete(box, new)
+    assert gone.returncode == 0, gone.stderr
+    assert "unmounted; fstab line removed" in gone.stdout
+    assert box.mounts() == [] and fstab_lines_for(box, new.mount_path) == []
+    assert sorted(p.name for p in box.etc("ceph").iterdir()) == []
+
+
+@requires_sandbox
+def test_a_node_set_up_before_owners_is_still_removed(box: Sandbox) -> None:
+    """No owner file (a node mounted by an earlier version): the delete is its step's."""
+    settings = settings_for(box)
+    assert create(box, settings).returncode == 0
+    box.etc(f"ceph/jupyterhub-platform-{USER}.owner").unlink()
+    result = delete(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert "unmounted" in result.stdout and box.mounts() == []

@@ -148,6 +148,16 @@ def test_mount_commands_run_the_scripts_with_the_key_on_stdin(espsrc: ProgramRun
         assert c.inputs["logging"] == "stdoutAndStderr"
 
 
+def test_each_mount_step_records_an_owner_of_its_own(espsrc: ProgramRun) -> None:
+    """Create and delete name the same owner, unique per stack and step (issue 17)."""
+    owners = set()
+    for c in espsrc.by_type(COMMAND):
+        owner = f"OWNER=jupyterhub-platform/espsrc/{c.name}\n"
+        assert owner in c.inputs["create"] and owner in c.inputs["delete"], c.name
+        owners.add(owner)
+    assert len(owners) == len(espsrc.by_type(COMMAND))
+
+
 def test_keys_are_secrets_everywhere(espsrc: ProgramRun) -> None:
     access = espsrc.one(ACCESS)
     assert isinstance(access.outputs["accessKey"], Secret), "the cephx key is a secret output"

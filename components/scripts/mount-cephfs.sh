@@ -8,12 +8,13 @@
 # or in anything this script prints. Running it again changes nothing.
 #
 # Settings: NODE_NAME, EXPORT_PATH (mon:port[,mon:port...]:/path, as Manila exports it),
-# MOUNT_PATH, CEPH_USER, MOUNT_CLIENT (kernel or fuse), INSTALL_PACKAGES (yes or no).
+# MOUNT_PATH, CEPH_USER, MOUNT_CLIENT (kernel or fuse), INSTALL_PACKAGES (yes or no), OWNER
+# (project/stack/step: recorded on the node, so that only this step's delete undoes it).
 set -euo pipefail
 umask 077
 
 : "${NODE_NAME:?}" "${EXPORT_PATH:?}" "${MOUNT_PATH:?}" "${CEPH_USER:?}"
-: "${MOUNT_CLIENT:?}" "${INSTALL_PACKAGES:?}"
+: "${MOUNT_CLIENT:?}" "${INSTALL_PACKAGES:?}" "${OWNER:?}"
 
 readonly CEPH_DIR=/etc/ceph
 readonly FSTAB=/etc/fstab
@@ -51,6 +52,7 @@ monitor='([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:]+\]):[0-9]+'
     fail "export path '$EXPORT_PATH' is not of the form mon:port[,mon:port...]:/path"
 [[ $MOUNT_CLIENT == kernel || $MOUNT_CLIENT == fuse ]] || fail "mount client must be kernel or fuse"
 [[ $INSTALL_PACKAGES == yes || $INSTALL_PACKAGES == no ]] || fail "INSTALL_PACKAGES must be yes or no"
+[[ $OWNER =~ ^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$ ]] || fail "owner '$OWNER' is not project/stack/name"
 
 readonly MONITORS=${EXPORT_PATH%%:/*}
 readonly SHARE_PATH=/${EXPORT_PATH#*:/}
@@ -63,6 +65,10 @@ readonly SECRET_FILE=$CEPH_DIR/jupyterhub-platform-$CEPH_USER.secret
 readonly FUSE_CLUSTER=jupyterhub-platform-$CEPH_USER
 readonly FUSE_CONF=$CEPH_DIR/$FUSE_CLUSTER.conf
 readonly FUSE_KEYRING=$CEPH_DIR/$FUSE_CLUSTER.keyring
+# Which deploy step owns the mount, beside its key: a host renamed in the config is a new
+# step that finds the share mounted and takes it over, and the old step's delete, which
+# the engine runs afterwards on the same machine, must then leave it alone.
+readonly OWNER_FILE=$CEPH_DIR/jupyterhub-platform-$CEPH_USER.owner
 
 KEY=
 IFS= read -r KEY || true
@@ -330,6 +336,13 @@ if put_file "$FSTAB" 0644 "$new_fstab"; then
     fstab_state="fstab updated"
 else
     fstab_state="fstab unchanged"
+fi
+
+previous_owner=
+[[ ! -f $OWNER_FILE ]] || previous_owner=$(<"$OWNER_FILE")
+put_file "$OWNER_FILE" 0644 "$OWNER" || true
+if [[ -n $previous_owner && $previous_owner != "$OWNER" ]]; then
+    say "taken over from $previous_owner: its delete step now leaves this mount alone"
 fi
 
 # A marker on the share itself: the provisioner refuses to create volumes where it is

@@ -11,10 +11,15 @@
 # (chattr +i), so a pod that still points there fails instead of writing to the node's
 # own disk.
 #
-# Settings (assigned at the head of the command): NODE_NAME, MOUNT_PATH, CEPH_USER.
+# It acts only on what its own create step set up: the create step records its owner
+# (project/stack/step) beside the key, and when another step has taken the mount over
+# (a host renamed in the config: the new step is created before the old one is deleted)
+# this changes nothing and says so.
+#
+# Settings (assigned at the head of the command): NODE_NAME, MOUNT_PATH, CEPH_USER, OWNER.
 set -euo pipefail
 
-: "${NODE_NAME:?}" "${MOUNT_PATH:?}" "${CEPH_USER:?}"
+: "${NODE_NAME:?}" "${MOUNT_PATH:?}" "${CEPH_USER:?}" "${OWNER:?}"
 
 readonly CEPH_DIR=/etc/ceph
 readonly FSTAB=/etc/fstab
@@ -28,6 +33,18 @@ fail() {
 
 [[ $MOUNT_PATH =~ ^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$ ]] || fail "mount path '$MOUNT_PATH' is not plain"
 [[ $CEPH_USER =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || fail "cephx user '$CEPH_USER' is not valid"
+
+[[ $OWNER =~ ^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$ ]] || fail "owner '$OWNER' is not project/stack/name"
+
+readonly OWNER_FILE=$CEPH_DIR/jupyterhub-platform-$CEPH_USER.owner
+# A node set up before owners were recorded has no owner file: its mount is this step's.
+if [[ -f $OWNER_FILE ]]; then
+    owner=$(<"$OWNER_FILE")
+    if [[ $owner != "$OWNER" ]]; then
+        say "$MOUNT_PATH is owned by $owner, not by $OWNER: nothing changed (mount, fstab line, key material and kubelet guard left as they are)"
+        exit 0
+    fi
+fi
 
 # Processes whose working directory, root or open files are under MOUNT_PATH.
 holders() {
@@ -106,7 +123,7 @@ else
 fi
 
 # Both clients' files: this script is not told which client the node used.
-rm -f "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.secret" \
+rm -f "$OWNER_FILE" "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.secret" \
     "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.keyring" \
     "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.conf"
 

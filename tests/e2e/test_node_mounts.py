@@ -101,6 +101,7 @@ def settings(
         ceph_user=share.user,
         mount_client=client,
         install_packages=False,
+        owner=f"jupyterhub-platform/e2e/mounts-{node}",
     )
 
 
@@ -537,3 +538,33 @@ def test_delete_refuses_while_a_container_uses_the_share(
         assert "could not be locked" in result.stdout
     ok(create(host, s, share.key), share.key)
     assert mounts_at(host) == ["fuse.ceph-fuse ceph-fuse"], "mounts again over the lock"
+
+
+# -- issue 17: node scripts and storage hardening ----------------------------------------
+
+
+def test_renaming_a_node_keeps_it_mounted(
+    ceph_cluster: CephCluster, test_host: Callable[[], SshHost]
+) -> None:
+    """The engine's order for a host renamed in nodes.hosts: create the new step (it
+    finds the share mounted), then delete the old one on the same machine."""
+    share, host = new_share(ceph_cluster), test_host()
+    old, new = settings(share, node="node-a"), settings(share, node="node-b")
+    ok(create(host, old, share.key), share.key)
+    daemons, ids = ceph_fuse_pids(host), mount_ids(host)
+    taken = ok(create(host, new, share.key), share.key)
+    assert f"taken over from {old.owner}" in taken.stdout
+    files = ("/etc/fstab", share.keyring(), share.conf())
+    before = {path: sh(host, f"cat {path}") for path in files}
+
+    result = ok(delete(host, old), share.key)
+    assert f"owned by {new.owner}, not by {old.owner}: nothing changed" in result.stdout
+    assert ceph_fuse_pids(host) == daemons and mount_ids(host) == ids, "still mounted"
+    assert {path: sh(host, f"cat {path}") for path in files} == before
+    # What a reboot does: the fstab line and the key still bring the share back.
+    host.run(f"umount {MOUNT}", check=True)
+    assert wait_until(lambda: ceph_fuse_pids(host) == [])
+    assert host.run("mount -a", timeout=60).returncode == 0
+    assert mounts_at(host) == ["fuse.ceph-fuse ceph-fuse"]
+    ok(delete(host, new), share.key)
+    assert mounts_at(host) == [] and fstab_lines(host) == []
