@@ -685,3 +685,34 @@ def test_a_node_set_up_before_owners_is_still_removed(box: Sandbox) -> None:
     result = delete(box, settings)
     assert result.returncode == 0, result.stderr
     assert "unmounted" in result.stdout and box.mounts() == []
+
+
+@requires_sandbox
+@pytest.mark.parametrize("client", ["kernel", "fuse"])
+def test_a_failed_run_keeps_the_working_key(box: Sandbox, client: str) -> None:
+    """A node whose share is not mounted (a boot without Ceph), then a run with a wrong
+    key: it fails, and every file it touched is as it was, so the next boot mounts."""
+    settings = settings_for(box, mount_client=client)
+    assert create(box, settings).returncode == 0
+    assert box.run(f"umount {settings.mount_path}").returncode == 0
+    key_file = SECRET if client == "kernel" else FUSE_KEYRING
+    before = {
+        p.relative_to(box.upper): (p.read_bytes(), p.stat().st_mode, p.stat().st_ino)
+        for p in box.upper.rglob("*")
+        if p.is_file()
+    }
+    assert box.etc(key_file) in [box.upper / p for p in before]
+
+    result = box.run(remote_command(settings.create_script(), "root"), stdin=WRONG_KEY)
+    assert result.returncode != 0
+    assert f"the cluster refused client.{USER}" in result.stderr
+    after = {
+        p.relative_to(box.upper): (p.read_bytes(), p.stat().st_mode, p.stat().st_ino)
+        for p in box.upper.rglob("*")
+        if p.is_file()
+    }
+    assert after == before, "every file as it was: the same content, mode and inode"
+    assert KEY in box.etc(key_file).read_text()
+    # What the next boot does: mount(8) from fstab and the key file alone.
+    assert box.run("mount -a").returncode == 0
+    assert len(box.mounts()) == 1

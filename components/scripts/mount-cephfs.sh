@@ -88,17 +88,33 @@ fi
 # Ceph echoes a key it cannot parse in its error messages: never pass its output on as is.
 scrub() { printf '%s' "${1//"$KEY"/<cephx key>}"; }
 
-# Until the share is mounted, a failed run removes what it created (key files, the mount
-# point), so it leaves the node as it found it; `undo` lists those paths.
+# Until the share is mounted, a failed run puts the node back as it found it: it removes
+# what it created (key files, the mount point), listed in `undo`, and puts back the files
+# it replaced, listed in `restore` as path/backup pairs. A wrong key must not replace a
+# working one: the next boot's mount and a recovery by hand use that file.
 undo=()
+restore=()
 candidate=
 relock=no
+# Forget the backups: from here on this run's files stay.
+keep_changes() {
+    local i
+    for ((i = 1; i < ${#restore[@]}; i += 2)); do
+        rm -f "${restore[i]}"
+    done
+    undo=()
+    restore=()
+    relock=no
+}
 on_exit() {
-    local status=$? path
+    local status=$? path i
     [[ -z $candidate ]] || rm -f "$candidate"
     if ((status != 0)); then
         # The mount point was locked against writes by an earlier unmount: keep it so.
         [[ $relock == no ]] || chattr +i "$MOUNT_PATH" 2>/dev/null || true
+        for ((i = 0; i < ${#restore[@]}; i += 2)); do
+            mv -f "${restore[i + 1]}" "${restore[i]}" || true
+        done
         for path in "${undo[@]}"; do
             if [[ -d $path ]]; then
                 rmdir "$path" 2>/dev/null || true
@@ -106,19 +122,30 @@ on_exit() {
                 rm -f "$path"
             fi
         done
+    else
+        keep_changes
     fi
 }
 trap on_exit EXIT
 
-# Replace a file only when its content differs, atomically, with the given mode.
-# Returns 1 when the file already held exactly that content.
+mode_of() { stat -c %a "$1"; }
+
+# Replace a file only when its content or mode differs, atomically, with the given mode;
+# the file it replaces stays as a backup (a hard link to it) until the run ends. Returns 1
+# when the file already held exactly that content with that mode.
 put_file() {
-    local path=$1 mode=$2 content=$3 tmp
-    if [[ -f $path ]] && [[ "$(<"$path")" == "$content" ]]; then
-        chmod "$mode" "$path"
+    local path=$1 mode=$2 content=$3 tmp backup
+    if [[ -f $path ]] && [[ "$(<"$path")" == "$content" ]] &&
+        (("8#$(mode_of "$path")" == "8#$mode")); then
         return 1
     fi
-    [[ -e $path ]] || undo+=("$path")
+    if [[ -e $path ]]; then
+        backup=$(mktemp "$(dirname "$path")/.jupyterhub-platform-backup.XXXXXX")
+        ln -f "$path" "$backup"
+        restore+=("$path" "$backup")
+    else
+        undo+=("$path")
+    fi
     tmp=$(mktemp "$(dirname "$path")/.jupyterhub-platform.XXXXXX")
     printf '%s\n' "$content" >"$tmp"
     chmod "$mode" "$tmp"
@@ -328,9 +355,9 @@ else
         fail "after mounting, $MOUNT_PATH shows '$fstype $source', not the share $SHARE_PATH"
     state="mounted"
 fi
-# The share is mounted: from here on a failure keeps what this run wrote.
-undo=()
-relock=no
+# The share is mounted, so the key is good: from here on a failure keeps the files written
+# so far (only a later file that fails to be written is put back).
+keep_changes
 
 if put_file "$FSTAB" 0644 "$new_fstab"; then
     fstab_state="fstab updated"

@@ -568,3 +568,47 @@ def test_renaming_a_node_keeps_it_mounted(
     assert mounts_at(host) == ["fuse.ceph-fuse ceph-fuse"]
     ok(delete(host, new), share.key)
     assert mounts_at(host) == [] and fstab_lines(host) == []
+
+
+def unknown_key() -> str:
+    return subprocess.run(
+        ["ceph-authtool", "--gen-print-key"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.mark.parametrize("client", ["fuse", "kernel"])
+def test_a_failed_run_keeps_the_working_key(
+    ceph_cluster: CephCluster, test_host: Callable[[], SshHost], client: str
+) -> None:
+    """The share was mounted and is not now (a boot without Ceph); a run with a wrong key
+    fails, and leaves every file as it was: the next boot's mount still works."""
+    share, host = new_share(ceph_cluster), test_host()
+    if client == "kernel":
+        sh(host, f"mount --bind {shlex.quote(str(SHIM))} /usr/sbin/mount.ceph")
+    s = settings(share, client=client)
+    ok(create(host, s, share.key), share.key)
+    host.run(f"umount {MOUNT}", check=True)
+    assert wait_until(lambda: ceph_fuse_pids(host) == [])
+    files = ["/etc/fstab", f"/etc/ceph/jupyterhub-platform-{share.user}.owner"]
+    files += [share.keyring(), share.conf()] if client == "fuse" else [share.secret_file()]
+    before = {
+        path: (sh(host, f"cat {path}"), identity(host, path), mode(host, path)) for path in files
+    }
+    listing = sh(host, "ls -A /etc/ceph")
+
+    wrong = unknown_key()
+    result = create(host, s, wrong)
+    assert result.returncode != 0
+    assert_no_key(result, wrong, share.key)
+    assert f"the cluster refused client.{share.user}" in result.stderr
+    after = {
+        path: (sh(host, f"cat {path}"), identity(host, path), mode(host, path)) for path in files
+    }
+    assert after == before
+    assert sh(host, "ls -A /etc/ceph") == listing, "no backup left behind"
+    assert mounts_at(host) == []
+
+    boot = host.run("mount -a", timeout=60)
+    assert boot.returncode == 0, boot.stderr
+    assert mounts_at(host) == ["fuse.ceph-fuse ceph-fuse"]
+    ok(delete(host, s), share.key)
