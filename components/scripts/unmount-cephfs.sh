@@ -67,15 +67,33 @@ holders() {
 # directory on the share) that use the filesystem mounted here: unmounting here would
 # leave them on it, unseen. A bind mount shares its source's device number (the third
 # field of mountinfo), whichever client made the mount.
+#
+# Copies that only propagation put there do not count: systemd gives services with
+# PrivateTmp or ProtectSystem (resolved, timesyncd, logind) a namespace whose mounts are
+# slaves of the host's, so they see the share at the same path, with the same root, as
+# `master:N` of the host mount's peer group N (`shared:N`). The unmount here propagates to
+# such a copy, and if something there holds it the unmount fails as busy; counting them
+# would make every ordinary systemd node refuse.
 users_elsewhere() {
-    local device own proc ns found=() seen=" "
-    device=$(awk -v mp="$MOUNT_PATH" '$5 == mp { d = $3 } END { print d }' /proc/self/mountinfo)
-    [[ -n $device ]] || return 0
+    local line device root peer own proc ns found=() seen=" "
+    line=$(awk -v mp="$MOUNT_PATH" '$5 == mp { l = $0 } END { print l }' /proc/self/mountinfo)
+    [[ -n $line ]] || return 0
+    read -r _ _ device root _ <<<"$line"
+    # The peer group, from the optional fields between the seventh field and the "-".
+    peer=$(awk '{ for (i = 7; i <= NF && $i != "-"; i++) if ($i ~ /^shared:/) print substr($i, 8) }' <<<"$line")
     own=$(readlink /proc/self/ns/mnt)
     for proc in /proc/[0-9]*; do
         ns=$(readlink "$proc/ns/mnt" 2>/dev/null) || continue
         [[ $ns != "$own" && $seen != *" $ns "* ]] || continue
-        if awk -v d="$device" '$3 == d { found = 1 } END { exit !found }' "$proc/mountinfo" 2>/dev/null; then
+        if awk -v d="$device" -v r="$root" -v mp="$MOUNT_PATH" -v peer="$peer" '
+            $3 != d { next }
+            {
+                copy = 0
+                if (peer != "" && $4 == r && $5 == mp)
+                    for (i = 7; i <= NF && $i != "-"; i++) if ($i == "master:" peer) copy = 1
+                if (!copy) found = 1
+            }
+            END { exit !found }' "$proc/mountinfo" 2>/dev/null; then
             seen+="$ns "
             found+=("${proc#/proc/} ($(tr -d '\n' <"$proc/comm" 2>/dev/null || echo '?'))")
         fi

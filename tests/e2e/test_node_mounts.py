@@ -612,3 +612,61 @@ def test_a_failed_run_keeps_the_working_key(
     assert boot.returncode == 0, boot.stderr
     assert mounts_at(host) == ["fuse.ceph-fuse ceph-fuse"]
     ok(delete(host, s), share.key)
+
+
+def mounted_in(pid: int, path: str = MOUNT) -> bool:
+    """Whether the mount namespace of process `pid` has something mounted at path."""
+    lines = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    return any(line.split()[4] == path for line in lines)
+
+
+def test_delete_ignores_copies_that_only_propagation_made(
+    ceph_cluster: CephCluster, test_host: Callable[[], SshHost]
+) -> None:
+    """systemd's PrivateTmp/ProtectSystem services hold slave copies of the host's mounts:
+    the unmount propagates to them, so they do not make the node refuse. A container's
+    private copy still does, and a busy slave copy makes the unmount itself fail."""
+    share, host = new_share(ceph_cluster), test_host()
+    s = settings(share)
+    # As on a systemd node, where / is shared: the share's mount gets a peer group.
+    sh(host, "mount --make-shared /mnt")
+    ok(create(host, s, share.key), share.key)
+    service = host.popen(["unshare", "--mount", "--propagation", "slave", "sleep", "300"])
+    container = host.popen(["unshare", "--mount", "--propagation", "private", "sleep", "300"])
+    busy = None
+    try:
+        assert wait_until(lambda: mounted_in(service.pid) and mounted_in(container.pid))
+        refused = delete(host, s)
+        assert refused.returncode != 0
+        assert f"in use by containers (other mount namespaces): {container.pid} (sleep)" in (
+            refused.stderr
+        )
+        assert str(service.pid) not in refused.stderr, "the service's copy does not count"
+        container.kill()
+        container.wait()
+
+        result = ok(delete(host, s), share.key)
+        assert f"{MOUNT} unmounted" in result.stdout
+        assert mounts_at(host) == []
+        assert not mounted_in(service.pid), "the unmount propagated to the service's copy"
+
+        ok(create(host, s, share.key), share.key)
+        busy = host.popen(
+            ["unshare", "--mount", "--propagation", "slave", "bash", "-c",
+             f"cd {MOUNT} && exec sleep 300"]
+        )  # fmt: skip
+        assert wait_until(
+            lambda: mounted_in(busy.pid) and "sleep" in (Path(f"/proc/{busy.pid}/comm").read_text())
+        )
+        held = delete(host, s)
+        assert held.returncode != 0
+        assert "cannot unmount" in held.stderr and "busy" in held.stderr
+        assert mounts_at(host) == ["fuse.ceph-fuse ceph-fuse"], "still mounted"
+        assert len(fstab_lines(host)) == 1
+    finally:
+        for proc in (service, container, busy):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    ok(delete(host, s), share.key)
+    assert mounts_at(host) == []
