@@ -7,7 +7,7 @@ from components.haproxy import haproxy_config
 from components.jupyterhub import JupyterHub, JupyterHubArgs
 from components.node_mounts import NodeMounts, NodeMountsArgs
 from components.share import CephFSShare, CephFSShareArgs
-from components.storage_class import SharedStorageClass, SharedStorageClassArgs
+from components.storage_class import SharedStorageClass, SharedStorageClassArgs, volume_owners
 
 site, secrets = load_site_config()
 
@@ -25,7 +25,10 @@ mounts = NodeMounts(
 storage = SharedStorageClass(
     "storage",
     SharedStorageClassArgs(
-        storage=site.storage, shared_path=site.nodes.mount_path, mounts=[mounts]
+        storage=site.storage,
+        shared_path=site.nodes.mount_path,
+        volume_owners=volume_owners(site.hub),
+        mounts=[mounts],
     ),
 )
 hub = JupyterHub(

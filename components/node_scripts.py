@@ -121,9 +121,37 @@ class MountSettings:
 VOLUME_ACTIONS = {"volume-setup.sh": "create", "volume-teardown.sh": "delete"}
 
 
-def volume_script(name: str, shared_path: str) -> str:
-    """The provisioner's setup or teardown script: the shared guard, then the action."""
-    guarded = render(
-        "volume-guard.sh", {"SHARED_PATH": shared_path, "ACTION": VOLUME_ACTIONS[name]}
-    )
-    return guarded + _script(name)[1]
+@dataclass(frozen=True)
+class VolumeOwners:
+    """Who owns a new volume's directory: the uid and group the pods that use it run as."""
+
+    user_uid: int
+    """singleuser.uid: the notebook user."""
+    user_gid: int
+    """singleuser.fsGid: the group the notebook's files get."""
+    hub_uid: int
+    """hub.containerSecurityContext.runAsUser: for the hub database's volume."""
+    hub_gid: int
+    """hub.podSecurityContext.fsGroup."""
+    hub_namespace: str
+    """The hub's namespace: its database's folder is <pv>_<namespace>_hub-db-dir."""
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "USER_UID": str(self.user_uid),
+            "USER_GID": str(self.user_gid),
+            "HUB_UID": str(self.hub_uid),
+            "HUB_GID": str(self.hub_gid),
+            "HUB_NAMESPACE": self.hub_namespace,
+        }
+
+
+def volume_script(name: str, shared_path: str, owners: VolumeOwners | None = None) -> str:
+    """The provisioner's setup or teardown script: the shared guard, then the action.
+    Setup needs `owners`."""
+    settings = {"SHARED_PATH": shared_path, "ACTION": VOLUME_ACTIONS[name]}
+    if name == "volume-setup.sh":
+        if owners is None:
+            raise ValueError("volume-setup.sh needs the volume owners")
+        settings.update(owners.settings())
+    return render("volume-guard.sh", settings) + _script(name)[1]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import shutil
 import stat
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ import pytest
 from components.node_scripts import (
     SCRIPTS_DIR,
     MountSettings,
+    VolumeOwners,
     remote_command,
     render,
     volume_script,
@@ -29,6 +33,8 @@ SECRET = f"ceph/jupyterhub-platform-{USER}.secret"
 FUSE_KEYRING = f"ceph/jupyterhub-platform-{USER}.keyring"
 FUSE_CONF = f"ceph/jupyterhub-platform-{USER}.conf"
 OWNER = "jupyterhub-platform/espsrc/mounts-node-a"
+# The chart's defaults for the notebook user (uid, fsGid) and the hub (uid, fsGroup).
+OWNERS = VolumeOwners(1000, 100, 1000, 1000, "jhub")
 # Well formed, but not the key the fake cluster accepts.
 WRONG_KEY = fake_cephx_key("not-the-access-rule")
 
@@ -51,7 +57,7 @@ def test_rendered_scripts_pass_shellcheck(tmp_path: Path) -> None:
     for name, text, shell in (
         ("create.sh", settings.create_script(), None),
         ("delete.sh", settings.delete_script(), None),
-        ("setup.sh", volume_script("volume-setup.sh", "/mnt/k8s-shared"), "sh"),
+        ("setup.sh", volume_script("volume-setup.sh", "/mnt/k8s-shared", OWNERS), "sh"),
         ("teardown.sh", volume_script("volume-teardown.sh", "/mnt/k8s-shared"), "sh"),
     ):
         path = tmp_path / name
@@ -456,7 +462,7 @@ def test_hostile_values_are_inert(box: Sandbox, tmp_path: Path, changes: dict[st
 
 def run_volume_script(name: str, shared: Path, vol_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["sh", "-c", volume_script(name, str(shared))],
+        ["sh", "-c", volume_script(name, str(shared), OWNERS)],
         env={"VOL_DIR": str(vol_dir), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -477,7 +483,7 @@ def test_provisioner_refuses_a_volume_without_the_marker(tmp_path: Path) -> None
     (shared / ".jupyterhub-platform-share").write_text("/volumes/_nogroup/a/b\n")
     result = run_volume_script("volume-setup.sh", shared, vol)
     assert result.returncode == 0, result.stderr
-    assert stat.S_IMODE(vol.stat().st_mode) == 0o777
+    assert stat.S_IMODE(vol.stat().st_mode) == 0o770
 
 
 @pytest.mark.parametrize("vol", ["elsewhere/pvc-1", "k8s-shared/a/b", "k8s-shared/.hidden"])
@@ -716,3 +722,70 @@ def test_a_failed_run_keeps_the_working_key(box: Sandbox, client: str) -> None:
     # What the next boot does: mount(8) from fstab and the key file alone.
     assert box.run("mount -a").returncode == 0
     assert len(box.mounts()) == 1
+
+
+def as_uid(uid: int, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every user can reach (pytest's tmp_path is under a 0700 one)."""
+    path = Path(tempfile.mkdtemp(prefix="jhp-volumes-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@requires_sandbox
+def test_volumes_are_their_pods_own(open_dir: Path) -> None:
+    """The volume root is 0700 root; a user's volume is 0770 uid:fsGid of the notebook,
+    the hub database's the hub's; a node's SSH user (uid 1000 too) reads no home."""
+    shared = open_dir / "k8s-shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    (shared / ".jupyterhub-platform-share").write_text("/volumes/_nogroup/a/b\n")
+    home = shared / "pvc-1_jhub_claim-alice"
+    db = shared / "pvc-2_jhub_hub-db-dir"
+    other_db = shared / "pvc-3_other_hub-db-dir"
+    for vol in (home, db, other_db):
+        result = run_volume_script("volume-setup.sh", shared, vol)
+        assert result.returncode == 0, result.stderr
+    ids = {vol: (vol.stat().st_uid, vol.stat().st_gid) for vol in (home, db, other_db)}
+    assert ids == {home: (1000, 100), db: (1000, 1000), other_db: (1000, 100)}
+    root = shared.stat()
+    assert (stat.S_IMODE(root.st_mode), root.st_uid, root.st_gid) == (0o700, 0, 0)
+    assert all(stat.S_IMODE(vol.stat().st_mode) == 0o770 for vol in ids)
+    (home / "thesis.ipynb").write_text("{}")
+    (home / "thesis.ipynb").chmod(0o644)
+    denied = as_uid(1000, "cat", str(home / "thesis.ipynb"))
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    # Run again (a retried claim): the same, nothing opened up.
+    assert run_volume_script("volume-setup.sh", shared, home).returncode == 0
+    assert stat.S_IMODE(home.stat().st_mode) == 0o770
+
+
+def test_pod_ids_are_the_charts_and_follow_extra_values() -> None:
+    from components.config import ConfigError, parse_site_config
+    from components.storage_class import CHART_POD_IDS, volume_owners
+    from tests.sites import chart_defaults, site
+
+    for version in ("3.1.0", "3.3.8"):
+        defaults = chart_defaults(version)
+        for path, value in CHART_POD_IDS.items():
+            found: Any = defaults
+            for key in path:
+                found = found[key]
+            assert found == value, f"{version}: {'.'.join(path)}"
+    hub = parse_site_config(site()).hub
+    assert volume_owners(hub) == VolumeOwners(1000, 100, 1000, 1000, hub.namespace)
+    changed = hub.model_copy(update={"extra_values": {"singleuser": {"uid": 1001, "fsGid": 1001}}})
+    assert volume_owners(changed) == VolumeOwners(1001, 1001, 1000, 1000, hub.namespace)
+    bad = hub.model_copy(update={"extra_values": {"singleuser": {"uid": "jovyan"}}})
+    with pytest.raises(ConfigError, match=r"^hub.extraValues.singleuser.uid: 'jovyan' is not"):
+        volume_owners(bad)

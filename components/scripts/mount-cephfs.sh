@@ -359,6 +359,11 @@ fi
 # so far (only a later file that fails to be written is put back).
 keep_changes
 
+# The share's root holds every user's volume: root's alone. Pods reach their volume
+# through the kubelet's bind mount, never through this directory (see volume-setup.sh).
+chown 0:0 "$MOUNT_PATH"
+chmod 0700 "$MOUNT_PATH"
+
 if put_file "$FSTAB" 0644 "$new_fstab"; then
     fstab_state="fstab updated"
 else

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import time
 import uuid
@@ -26,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from components.node_scripts import SCRIPTS_DIR, MountSettings, remote_command
+from components.node_scripts import SCRIPTS_DIR, MountSettings, VolumeOwners, remote_command
+from components.storage_class import provisioner_config
 
 from .ceph_cluster import CephCluster
 from .ssh_host import Bridge, SshHost
@@ -670,3 +672,66 @@ def test_delete_ignores_copies_that_only_propagation_made(
                 proc.wait()
     ok(delete(host, s), share.key)
     assert mounts_at(host) == []
+
+
+# -- the provisioner's scripts, as its helper pod runs them -------------------------------
+
+BUSYBOX = shutil.which("busybox") or "busybox"
+OWNERS = VolumeOwners(user_uid=1000, user_gid=100, hub_uid=1000, hub_gid=1000, hub_namespace="jhub")
+
+
+@pytest.fixture(scope="module")
+def busybox_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PATH of busybox's applets alone, as in the helper pod's image (busybox:1.37).
+    Debian's busybox is built without the setfattr applet that image has: attr's
+    setfattr stands in for it."""
+    bin_dir = tmp_path_factory.mktemp("busybox-bin")
+    bin_dir.chmod(0o755)
+    subprocess.run(["busybox", "--install", "-s", str(bin_dir)], check=True)
+    for tool in ("setfattr", "getfattr"):
+        (bin_dir / tool).unlink(missing_ok=True)
+        (bin_dir / tool).symlink_to(subprocess.run(
+            ["which", tool], capture_output=True, text=True, check=True
+        ).stdout.strip())  # fmt: skip
+    return bin_dir
+
+
+def provisioner(
+    host: SshHost, bin_dir: Path, action: str, vol_dir: str, size: int = 1 << 30
+) -> subprocess.CompletedProcess[str]:
+    """Run the ConfigMap's `setup` or `teardown` under busybox sh, with the environment
+    local-path-provisioner gives its helper pod."""
+    script = provisioner_config(MOUNT, OWNERS)[action]
+    return host.nsenter(
+        "env", "-i", f"PATH={bin_dir}", f"VOL_DIR={vol_dir}", "VOL_MODE=Filesystem",
+        f"VOL_SIZE_BYTES={size}", BUSYBOX, "sh", "-c", script,
+    )  # fmt: skip
+
+
+def test_volumes_belong_to_their_pods_on_the_share(
+    ceph_cluster: CephCluster, test_host: Callable[[], SshHost], busybox_bin: Path
+) -> None:
+    share, host = new_share(ceph_cluster), test_host()
+    ok(create(host, settings(share), share.key), share.key)
+    home, db = f"{MOUNT}/pvc-1_jhub_claim-alice", f"{MOUNT}/pvc-2_jhub_hub-db-dir"
+    for vol in (home, db):
+        result = provisioner(host, busybox_bin, "setup", vol)
+        assert result.returncode == 0, result.stderr
+    assert sh(host, f"stat -c '%a %u %g' {MOUNT}").split() == ["700", "0", "0"]
+    assert sh(host, f"stat -c '%a %u %g' {home}").split() == ["770", "1000", "100"]
+    assert sh(host, f"stat -c '%a %u %g' {db}").split() == ["770", "1000", "1000"]
+    # The notebook user writes its home through a bind mount, as the kubelet gives it
+    # to the pod (in a mount namespace of its own, as a container's).
+    pod = (
+        f"mkdir -p /run/pod-home && mount --bind {home} /run/pod-home && exec setpriv "
+        "--reuid=1000 --regid=100 --clear-groups sh -c \"echo '{}' > /run/pod-home/thesis.ipynb\""
+    )
+    writer = host.nsenter("unshare", "--mount", "--propagation", "private", "sh", "-c", pod)
+    assert writer.returncode == 0, writer.stderr
+    # The node's SSH user, uid 1000 like the notebook user, reads no home, and cannot
+    # replace the hub's database.
+    for argv in (["cat", f"{home}/thesis.ipynb"], ["ls", db], ["touch", f"{db}/jupyterhub.sqlite"]):
+        denied = host.nsenter("setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", *argv)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr, argv
+    assert ceph_cluster.read_file(f"{share.path}/pvc-1_jhub_claim-alice/thesis.ipynb") == b"{}\n"
+    ok(delete(host, settings(share)), share.key)
