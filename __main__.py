@@ -20,6 +20,7 @@ mounts = NodeMounts(
         ceph_user=share.ceph_user,
         access_key=share.access_key,
         ssh_private_key=secrets.ssh_private_key,
+        enforce_capacity=site.storage.enforce_capacity,
     ),
 )
 storage = SharedStorageClass(

@@ -36,6 +36,8 @@ class NodeMountsArgs:
     """The cephx key (secret): sent on stdin, never on a command line."""
     ssh_private_key: pulumi.Input[str]
     """Private key for the nodes and the bastion (secret)."""
+    enforce_capacity: bool = False
+    """storage.enforceCapacity: each node's step checks that the client may set quotas."""
 
 
 class NodeMounts(pulumi.ComponentResource):
@@ -93,6 +95,7 @@ class NodeMounts(pulumi.ComponentResource):
                 mount_client=nodes.mount_client.value,
                 install_packages=nodes.install_packages,
                 owner=owner,
+                enforce_capacity=args.enforce_capacity,
             )
 
         return command.remote.Command(

@@ -91,6 +91,8 @@ class MountSettings:
     """Who set the mount up: the stack and the step's resource name. The create step
     records it on the node and the delete step acts only on a mount it owns, so a renamed
     step's delete cannot undo what the new step took over."""
+    enforce_capacity: bool = False
+    """Check, once at deploy, that the client may set CephFS quotas (storage.enforceCapacity)."""
 
     def create_script(self) -> str:
         return render(
@@ -103,6 +105,7 @@ class MountSettings:
                 "MOUNT_CLIENT": self.mount_client,
                 "INSTALL_PACKAGES": "yes" if self.install_packages else "no",
                 "OWNER": check_owner(self.owner),
+                "ENFORCE_CAPACITY": "yes" if self.enforce_capacity else "no",
             },
         )
 
@@ -146,7 +149,12 @@ class VolumeOwners:
         }
 
 
-def volume_script(name: str, shared_path: str, owners: VolumeOwners | None = None) -> str:
+def volume_script(
+    name: str,
+    shared_path: str,
+    owners: VolumeOwners | None = None,
+    enforce_capacity: bool = False,
+) -> str:
     """The provisioner's setup or teardown script: the shared guard, then the action.
     Setup needs `owners`."""
     settings = {"SHARED_PATH": shared_path, "ACTION": VOLUME_ACTIONS[name]}
@@ -154,4 +162,5 @@ def volume_script(name: str, shared_path: str, owners: VolumeOwners | None = Non
         if owners is None:
             raise ValueError("volume-setup.sh needs the volume owners")
         settings.update(owners.settings())
+        settings["ENFORCE_CAPACITY"] = "yes" if enforce_capacity else "no"
     return render("volume-guard.sh", settings) + _script(name)[1]

@@ -25,8 +25,8 @@ from components.config import ConfigError, HubSettings, StorageSettings
 from components.node_scripts import VolumeOwners, volume_script
 
 PROVISIONER_IMAGE = "docker.io/rancher/local-path-provisioner:v0.0.37"
-HELPER_IMAGE = "docker.io/library/busybox:1.37.0"
 CONFIG_MOUNT = "/etc/config/"
+CAPACITY_ANNOTATION = "jupyterhub-platform/capacity-enforced"
 HEALTH_PORT = 8080
 
 
@@ -70,7 +70,9 @@ def volume_owners(hub: HubSettings) -> VolumeOwners:
     )
 
 
-def provisioner_config(shared_path: str, owners: VolumeOwners) -> dict[str, str]:
+def provisioner_config(
+    shared_path: str, owners: VolumeOwners, storage: StorageSettings
+) -> dict[str, str]:
     """The provisioner's ConfigMap data: config.json, setup, teardown and helperPod.yaml."""
     helper_pod = {
         "apiVersion": "v1",
@@ -80,7 +82,11 @@ def provisioner_config(shared_path: str, owners: VolumeOwners) -> dict[str, str]
             "priorityClassName": "system-node-critical",
             "tolerations": [{"key": "node.kubernetes.io/disk-pressure", "operator": "Exists"}],
             "containers": [
-                {"name": "helper-pod", "image": HELPER_IMAGE, "imagePullPolicy": "IfNotPresent"}
+                {
+                    "name": "helper-pod",
+                    "image": storage.helper_image,
+                    "imagePullPolicy": "IfNotPresent",
+                }
             ],
         },
     }
@@ -90,7 +96,9 @@ def provisioner_config(shared_path: str, owners: VolumeOwners) -> dict[str, str]
         "config.json": json.dumps(
             {"sharedFileSystemPath": shared_path, "nodePathMap": []}, indent=2
         ),
-        "setup": volume_script("volume-setup.sh", shared_path, owners),
+        "setup": volume_script(
+            "volume-setup.sh", shared_path, owners, enforce_capacity=storage.enforce_capacity
+        ),
         "teardown": volume_script("volume-teardown.sh", shared_path),
         "helperPod.yaml": yaml.safe_dump(helper_pod, sort_keys=False),
     }
@@ -209,7 +217,7 @@ class SharedStorageClass(pulumi.ComponentResource):
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata=meta(f"{base}-config"),
-            data=provisioner_config(args.shared_path, args.volume_owners),
+            data=provisioner_config(args.shared_path, args.volume_owners, storage),
             opts=child,
         )
         probe = k8s.core.v1.ProbeArgs
@@ -241,7 +249,7 @@ class SharedStorageClass(pulumi.ComponentResource):
                                     "--configmap-name",
                                     f"{base}-config",
                                     "--helper-image",
-                                    HELPER_IMAGE,
+                                    storage.helper_image,
                                 ],
                                 env=[
                                     k8s.core.v1.EnvVarArgs(
@@ -298,7 +306,12 @@ class SharedStorageClass(pulumi.ComponentResource):
         )
         self.storage_class = k8s.storage.v1.StorageClass(
             f"{name}-class",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=storage.class_name, labels=labels),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=storage.class_name,
+                labels=labels,
+                # Read by the capacity-enforced policy: whether claims' sizes are quotas.
+                annotations={CAPACITY_ANNOTATION: str(storage.enforce_capacity).lower()},
+            ),
             provisioner=provisioner,
             reclaim_policy=storage.reclaim_policy.value,
             # A shared path gives volumes no node affinity, so binding need not wait

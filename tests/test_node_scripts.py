@@ -789,3 +789,95 @@ def test_pod_ids_are_the_charts_and_follow_extra_values() -> None:
     bad = hub.model_copy(update={"extra_values": {"singleuser": {"uid": "jovyan"}}})
     with pytest.raises(ConfigError, match=r"^hub.extraValues.singleuser.uid: 'jovyan' is not"):
         volume_owners(bad)
+
+
+# -- storage.enforceCapacity --------------------------------------------------------------
+
+
+@requires_sandbox
+def test_enforce_capacity_checks_the_quota_cap_once_at_deploy(box: Sandbox) -> None:
+    settings = settings_for(box, enforce_capacity=True)
+    before = box.etc("fstab").read_bytes()
+    refused = create(box, settings, env={"FAKE_NO_QUOTA_CAP": "1"})
+    assert refused.returncode != 0
+    assert (
+        f"storage.enforceCapacity is on, but client.{USER} may not set CephFS quotas "
+        "(setfattr ceph.quota.max_bytes: Permission denied): ask the Ceph operators for the "
+        f"p flag in its MDS cap (mds 'allow rwp path=/volumes/_nogroup/9f1c/6e33')"
+    ) in refused.stderr
+    # The failed deploy leaves the node as it found it: unmounted, no line, no key.
+    assert box.mounts() == [] and box.etc("fstab").read_bytes() == before
+    assert not box.etc(SECRET).exists()
+
+    result = create(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("; quotas: allowed")
+    probes = [c for c in box.calls() if c.startswith("setfattr ceph.quota.max_bytes")]
+    assert len(probes) == 2
+    assert probes[-1].split()[3].startswith(f"{settings.mount_path}/.jupyterhub-platform-quota")
+    assert [p.name for p in Path(settings.mount_path).iterdir()] == [
+        ".jupyterhub-platform-share"
+    ], "the scratch directory is gone"
+
+
+def run_setup(
+    shared: Path, vol: Path, size: str, env: dict[str, str] | None = None, enforce: bool = True
+) -> subprocess.CompletedProcess[str]:
+    from tests.sandbox import FAKES
+
+    return subprocess.run(
+        ["/bin/sh", "-c", volume_script("volume-setup.sh", str(shared), OWNERS, enforce)],
+        env={
+            "VOL_DIR": str(vol),
+            "VOL_SIZE_BYTES": size,
+            "PATH": f"{FAKES}:/usr/bin:/bin",
+            "FAKE_XATTRS": str(shared.parent / "xattrs"),
+            **(env or {}),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_enforced_volumes_get_their_claims_size_as_quota(tmp_path: Path) -> None:
+    shared = tmp_path / "k8s-shared"
+    shared.mkdir()
+    (shared / ".jupyterhub-platform-share").write_text("x\n")
+    home, db = shared / "pvc-1_jhub_claim-alice", shared / "pvc-2_jhub_hub-db-dir"
+    assert run_setup(shared, home, "10737418240").returncode == 0
+    assert run_setup(shared, db, "1073741824").returncode == 0
+    assert (tmp_path / "xattrs").read_text().splitlines() == [
+        f"{home}\tceph.quota.max_bytes\t10737418240",
+        f"{db}\tceph.quota.max_bytes\t1073741824",
+    ]
+    # Without the cap, or without a size, no volume is made.
+    alice2 = shared / "pvc-3_jhub_claim-bob"
+    denied = run_setup(shared, alice2, "1073741824", env={"FAKE_NO_QUOTA_CAP": "1"})
+    assert denied.returncode != 0
+    assert "cannot set its CephFS quota to 1073741824 bytes" in denied.stderr
+    assert "needs the p flag in its MDS cap" in denied.stderr
+    assert not alice2.exists()
+    for size in ("", "0", "1Gi"):
+        bad = run_setup(shared, alice2, size)
+        assert bad.returncode != 0 and "is not a number of bytes" in bad.stderr, size
+        assert not alice2.exists()
+    # Off: no quota is set.
+    assert run_setup(shared, alice2, "1073741824", enforce=False).returncode == 0
+    assert str(alice2) not in (tmp_path / "xattrs").read_text()
+
+
+def test_a_helper_image_without_setfattr_is_named(tmp_path: Path) -> None:
+    shared = tmp_path / "k8s-shared"
+    shared.mkdir()
+    (shared / ".jupyterhub-platform-share").write_text("x\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("mkdir", "chown", "chmod", "rmdir"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
+    vol = shared / "pvc-1_jhub_claim-alice"
+    result = run_setup(shared, vol, "1073741824", env={"PATH": str(bin_dir)})
+    assert result.returncode != 0
+    assert "the helper image has no setfattr" in result.stderr
+    assert "storage.helperImage" in result.stderr
+    assert not vol.exists()

@@ -298,3 +298,31 @@ def test_deploy_graph_depth_does_not_grow_with_nodes() -> None:
     assert len(large_run.by_type(COMMAND)) == 100
     assert longest_chain(small) == longest_chain(large)
     assert not contains_secret(large_run.outputs["storage_class"])
+
+
+def test_enforce_capacity_reaches_the_nodes_and_the_provisioner(espsrc: ProgramRun) -> None:
+    def setup_script(result: ProgramRun) -> str:
+        [config] = [
+            r for r in result.by_type("kubernetes:core/v1:ConfigMap") if r.name == "storage-config"
+        ]
+        return str(config.inputs["data"]["setup"])
+
+    assert "\nENFORCE_CAPACITY=no\n" in setup_script(espsrc)
+    for c in espsrc.by_type(COMMAND):
+        assert "\nENFORCE_CAPACITY=no\n" in c.inputs["create"], c.name
+    on = run(site(**{"storage.enforceCapacity": True, "storage.helperImage": "busybox:1.36.1"}))
+    on.ok()
+    assert "\nENFORCE_CAPACITY=yes\n" in setup_script(on)
+    for c in on.by_type(COMMAND):
+        assert "\nENFORCE_CAPACITY=yes\n" in c.inputs["create"], c.name
+    [config] = [r for r in on.by_type("kubernetes:core/v1:ConfigMap") if r.name == "storage-config"]
+    assert "image: busybox:1.36.1" in config.inputs["data"]["helperPod.yaml"]
+    deployment = on.one("kubernetes:apps/v1:Deployment")
+    command = deployment.inputs["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--helper-image") + 1] == "busybox:1.36.1"
+
+
+def test_helper_image_must_be_pinned() -> None:
+    result = run(site(**{"storage.helperImage": "busybox"}))
+    assert result.error is not None
+    assert str(result.error).startswith("storage.helperImage: ")

@@ -9,12 +9,13 @@
 #
 # Settings: NODE_NAME, EXPORT_PATH (mon:port[,mon:port...]:/path, as Manila exports it),
 # MOUNT_PATH, CEPH_USER, MOUNT_CLIENT (kernel or fuse), INSTALL_PACKAGES (yes or no), OWNER
-# (project/stack/step: recorded on the node, so that only this step's delete undoes it).
+# (project/stack/step: recorded on the node, so that only this step's delete undoes it),
+# ENFORCE_CAPACITY (yes: check that the client may set CephFS quotas, see below).
 set -euo pipefail
 umask 077
 
 : "${NODE_NAME:?}" "${EXPORT_PATH:?}" "${MOUNT_PATH:?}" "${CEPH_USER:?}"
-: "${MOUNT_CLIENT:?}" "${INSTALL_PACKAGES:?}" "${OWNER:?}"
+: "${MOUNT_CLIENT:?}" "${INSTALL_PACKAGES:?}" "${OWNER:?}" "${ENFORCE_CAPACITY:?}"
 
 readonly CEPH_DIR=/etc/ceph
 readonly FSTAB=/etc/fstab
@@ -52,6 +53,7 @@ monitor='([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:]+\]):[0-9]+'
     fail "export path '$EXPORT_PATH' is not of the form mon:port[,mon:port...]:/path"
 [[ $MOUNT_CLIENT == kernel || $MOUNT_CLIENT == fuse ]] || fail "mount client must be kernel or fuse"
 [[ $INSTALL_PACKAGES == yes || $INSTALL_PACKAGES == no ]] || fail "INSTALL_PACKAGES must be yes or no"
+[[ $ENFORCE_CAPACITY == yes || $ENFORCE_CAPACITY == no ]] || fail "ENFORCE_CAPACITY must be yes or no"
 [[ $OWNER =~ ^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$ ]] || fail "owner '$OWNER' is not project/stack/name"
 
 readonly MONITORS=${EXPORT_PATH%%:/*}
@@ -261,6 +263,31 @@ mount_hint() {
     esac
 }
 
+# Whether this client may set CephFS quotas, tried once on a scratch directory of the share
+# that it removes again; prints why not. Setting ceph.quota.max_bytes needs the `p` flag in
+# the client's MDS cap, which Manila's access rule does not grant: without it the MDS
+# answers "Permission denied", and every volume would be made without its quota.
+quota_probe() {
+    local probe out status=0 value=
+    probe=$(mktemp -d "$MOUNT_PATH/.jupyterhub-platform-quota-probe.XXXXXX" 2>&1) || {
+        printf 'cannot make a scratch directory: %s' "$probe"
+        return 1
+    }
+    out=$(setfattr -n ceph.quota.max_bytes -v 1048576 "$probe" 2>&1) || status=$?
+    if ((status == 0)); then
+        value=$(getfattr --only-values -n ceph.quota.max_bytes "$probe" 2>/dev/null) || true
+    fi
+    rmdir "$probe" 2>/dev/null || true
+    if ((status != 0)); then
+        printf 'setfattr ceph.quota.max_bytes: %s' "${out##*: }"
+        return 1
+    fi
+    [[ $value == 1048576 ]] || {
+        printf 'the quota set reads back as "%s"' "$value"
+        return 1
+    }
+}
+
 # --- nothing to hide ----------------------------------------------------------------
 # Mounting over files would hide them: on a node whose boot mount failed they are writes
 # that missed the share, and on a mistyped path they are the node's own. Checked before
@@ -274,6 +301,10 @@ fi
 
 # --- client and credentials -------------------------------------------------------
 install -d -m 0755 "$CEPH_DIR"
+if [[ $ENFORCE_CAPACITY == yes ]]; then
+    ensure_command setfattr attr
+    ensure_command getfattr attr
+fi
 if [[ $MOUNT_CLIENT == kernel ]]; then
     ensure_command mount.ceph ceph-common
     put_file "$SECRET_FILE" 0600 "$KEY" || true
@@ -355,6 +386,15 @@ else
         fail "after mounting, $MOUNT_PATH shows '$fstype $source', not the share $SHARE_PATH"
     state="mounted"
 fi
+
+# --- quotas (storage.enforceCapacity) ---------------------------------------------------
+if [[ $ENFORCE_CAPACITY == yes ]] && ! why=$(quota_probe); then
+    # A share this run mounted goes again, so the failed run leaves the node as it was.
+    [[ $state != mounted ]] || umount "$MOUNT_PATH" 2>/dev/null || true
+    fail "storage.enforceCapacity is on, but client.$CEPH_USER may not set CephFS quotas" \
+        "($why): ask the Ceph operators for the p flag in its MDS cap" \
+        "(mds 'allow rwp path=$SHARE_PATH'), or set storage.enforceCapacity to false"
+fi
 # The share is mounted, so the key is good: from here on a failure keeps the files written
 # so far (only a later file that fails to be written is put back).
 keep_changes
@@ -412,4 +452,6 @@ if ((${#guarded[@]} == 0)); then
         "$NODE_NAME" >&2
 fi
 
-say "$MOUNT_PATH $state ($MOUNT_CLIENT client, $SHARE_PATH from $MONITORS); $fstab_state; kubelet guard: ${guarded[*]:-none}"
+quota_state=
+[[ $ENFORCE_CAPACITY == no ]] || quota_state="; quotas: allowed"
+say "$MOUNT_PATH $state ($MOUNT_CLIENT client, $SHARE_PATH from $MONITORS); $fstab_state; kubelet guard: ${guarded[*]:-none}$quota_state"

@@ -14,6 +14,7 @@ with ceph-fuse from the same source, options and secret file.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
 import shutil
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from components.config import StorageSettings
 from components.node_scripts import SCRIPTS_DIR, MountSettings, VolumeOwners, remote_command
 from components.storage_class import provisioner_config
 
@@ -697,11 +699,18 @@ def busybox_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def provisioner(
-    host: SshHost, bin_dir: Path, action: str, vol_dir: str, size: int = 1 << 30
+    host: SshHost,
+    bin_dir: Path,
+    action: str,
+    vol_dir: str,
+    *,
+    size: int = 1 << 30,
+    enforce_capacity: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run the ConfigMap's `setup` or `teardown` under busybox sh, with the environment
     local-path-provisioner gives its helper pod."""
-    script = provisioner_config(MOUNT, OWNERS)[action]
+    storage = StorageSettings(enforce_capacity=enforce_capacity)
+    script = provisioner_config(MOUNT, OWNERS, storage)[action]
     return host.nsenter(
         "env", "-i", f"PATH={bin_dir}", f"VOL_DIR={vol_dir}", "VOL_MODE=Filesystem",
         f"VOL_SIZE_BYTES={size}", BUSYBOX, "sh", "-c", script,
@@ -735,3 +744,51 @@ def test_volumes_belong_to_their_pods_on_the_share(
         assert denied.returncode != 0 and "Permission denied" in denied.stderr, argv
     assert ceph_cluster.read_file(f"{share.path}/pvc-1_jhub_claim-alice/thesis.ipynb") == b"{}\n"
     ok(delete(host, settings(share)), share.key)
+
+
+def test_capacity_is_enforced_with_the_p_flag_and_refused_without(
+    ceph_cluster: CephCluster, test_host: Callable[[], SshHost], busybox_bin: Path
+) -> None:
+    """storage.enforceCapacity against the real MDS: Manila's cap (rw) cannot set a quota,
+    so the deploy fails naming the cap; with rwp the volume gets its claim's size as quota
+    and a write past it fails."""
+    share, host = new_share(ceph_cluster), test_host()
+    with_p = Share(share.path, f"{share.user}-p", ceph_cluster.authorize(
+        f"{share.user}-p", share.path, "rwp"), share.monitors)  # fmt: skip
+    assert "rwp" in ceph_cluster.caps(with_p.user)["mds"]
+    enforced = dataclasses.replace(settings(share), enforce_capacity=True)
+    before = fstab(host)
+
+    refused = create(host, enforced, share.key)
+    assert refused.returncode != 0
+    assert_no_key(refused, share.key)
+    assert (
+        f"storage.enforceCapacity is on, but client.{share.user} may not set CephFS quotas "
+        "(setfattr ceph.quota.max_bytes: Permission denied): ask the Ceph operators for the "
+        f"p flag in its MDS cap (mds 'allow rwp path={share.path}')"
+    ) in refused.stderr
+    assert_nothing_left(host, before)
+
+    # Mounted without the check, the provisioner's setup still refuses a volume it cannot
+    # give a quota.
+    ok(create(host, settings(share), share.key), share.key)
+    vol = f"{MOUNT}/pvc-1_jhub_claim-alice"
+    setup = provisioner(host, busybox_bin, "setup", vol, size=4 << 20, enforce_capacity=True)
+    assert setup.returncode != 0
+    assert "cannot set its CephFS quota to 4194304 bytes" in setup.stderr
+    assert not exists(host, vol), "no volume without its quota"
+    ok(delete(host, settings(share)), share.key)
+
+    s = dataclasses.replace(settings(with_p), enforce_capacity=True)
+    result = ok(create(host, s, with_p.key), with_p.key)
+    assert result.stdout.rstrip().endswith("; quotas: allowed")
+    assert sh(host, f"ls -A {MOUNT}").split() == [MARKER], "the scratch directory is gone"
+    setup = provisioner(host, busybox_bin, "setup", vol, size=4 << 20, enforce_capacity=True)
+    assert setup.returncode == 0, setup.stderr
+    assert sh(host, f"getfattr --only-values -n ceph.quota.max_bytes {vol}") == "4194304"
+    # A write past the quota stops near it: the client checks the quota as it writes.
+    write = host.nsenter("dd", "if=/dev/zero", f"of={vol}/big", "bs=1M", "count=32", "conv=fsync")
+    assert write.returncode != 0
+    assert "Disk quota exceeded" in write.stderr
+    assert int(sh(host, f"stat -c %s {vol}/big")) < 16 << 20
+    ok(delete(host, s), with_p.key)
