@@ -881,3 +881,69 @@ def test_a_helper_image_without_setfattr_is_named(tmp_path: Path) -> None:
     assert "the helper image has no setfattr" in result.stderr
     assert "storage.helperImage" in result.stderr
     assert not vol.exists()
+
+
+# -- where a mount and a volume may be ----------------------------------------------------
+
+
+@requires_sandbox
+def test_a_mount_path_through_a_symlink_is_refused(box: Sandbox) -> None:
+    """`find` does not follow its starting point: files behind a symlinked mount path
+    would be hidden unseen, and the share would land elsewhere."""
+    real = Path(box.mount_path("real"))
+    real.mkdir(parents=True)
+    (real / "pvc-stray").mkdir()
+    for link in (box.mount_path("link"), box.mount_path("via") + "/sub"):
+        Path(link).parent.mkdir(parents=True, exist_ok=True)
+    Path(box.mount_path("link")).symlink_to(real)
+    Path(box.mount_path("via")).rmdir()
+    Path(box.mount_path("via")).symlink_to(real.parent)
+    for path, resolved in (
+        (box.mount_path("link"), str(real)),
+        (box.mount_path("via") + "/real", str(real)),
+    ):
+        before = box.etc("fstab").read_bytes()
+        result = create(box, settings_for(box, mount_path=path))
+        assert result.returncode != 0, path
+        assert (
+            f"mount path {path} is not its own real path on this node (it resolves to "
+            f"{resolved} through a symlink)"
+        ) in result.stderr
+        assert box.mounts() == [] and box.etc("fstab").read_bytes() == before
+        assert not box.etc(SECRET).exists()
+    assert (real / "pvc-stray").is_dir()
+
+
+@requires_sandbox
+@pytest.mark.parametrize("path", ["/tmp/k8s-shared", "/var/tmp/share", "/tmp"])
+def test_a_mount_path_under_tmp_is_refused(box: Sandbox, path: str) -> None:
+    result = create(box, settings_for(box, mount_path=path))
+    assert result.returncode != 0
+    assert f"mount path {path} is under /tmp or /var/tmp" in result.stderr
+    assert box.mounts() == [] and box.calls() == []
+
+
+@pytest.mark.parametrize("path", ["/tmp/k8s-shared", "/var/tmp/share", "/tmp"])
+def test_the_config_refuses_a_mount_path_under_tmp(path: str) -> None:
+    from components.config import ConfigError, parse_site_config
+    from tests.sites import site
+
+    with pytest.raises(ConfigError, match=rf"^nodes.mountPath: \"{path}\" is "):
+        parse_site_config(site(**{"nodes.mountPath": path}))
+
+
+@pytest.mark.parametrize("name", ["volume-setup.sh", "volume-teardown.sh"])
+def test_a_volume_that_is_a_symlink_out_of_the_share_is_refused(tmp_path: Path, name: str) -> None:
+    shared = tmp_path / "k8s-shared"
+    shared.mkdir()
+    (shared / ".jupyterhub-platform-share").write_text("x\n")
+    outside = tmp_path / "node-disk"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("the node's own\n")
+    vol = shared / "pvc-1_jhub_claim-alice"
+    vol.symlink_to(outside)
+    result = run_volume_script(name, shared, vol)
+    assert result.returncode != 0
+    assert f"{vol} is a symlink" in result.stderr
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o755 and outside.stat().st_uid == 0
+    assert (outside / "keep.txt").read_text() == "the node's own\n"

@@ -288,6 +288,21 @@ quota_probe() {
     }
 }
 
+# --- where to mount -----------------------------------------------------------------
+# The program validated the path as text; only the node knows what it is. A mount path
+# that is (or runs through) a symlink would put the share somewhere else, and `find`
+# below does not follow its starting point, so files hidden there would go unseen.
+case $MOUNT_PATH in
+    /tmp | /tmp/* | /var/tmp | /var/tmp/*)
+        fail "mount path $MOUNT_PATH is under /tmp or /var/tmp, which are cleaned at boot and" \
+            "writable by every user: use a directory of its own such as /mnt/k8s-shared"
+        ;;
+esac
+real_path=$(realpath -m -- "$MOUNT_PATH")
+[[ $real_path == "$MOUNT_PATH" ]] ||
+    fail "mount path $MOUNT_PATH is not its own real path on this node (it resolves to" \
+        "$real_path through a symlink): use the real directory as nodes.mountPath"
+
 # --- nothing to hide ----------------------------------------------------------------
 # Mounting over files would hide them: on a node whose boot mount failed they are writes
 # that missed the share, and on a mistyped path they are the node's own. Checked before
