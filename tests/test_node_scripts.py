@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import shutil
 import stat
 import subprocess
@@ -947,3 +948,27 @@ def test_a_volume_that_is_a_symlink_out_of_the_share_is_refused(tmp_path: Path, 
     assert f"{vol} is a symlink" in result.stderr
     assert stat.S_IMODE(outside.stat().st_mode) == 0o755 and outside.stat().st_uid == 0
     assert (outside / "keep.txt").read_text() == "the node's own\n"
+
+
+@requires_sandbox
+def test_fstab_is_on_disk_before_it_replaces_the_old_one(box: Sandbox) -> None:
+    """Renamed without fsync, a crash can leave an empty /etc/fstab: the node then boots
+    without any of its filesystems."""
+    settings = settings_for(box)
+
+    def synced_before_rename() -> list[str]:
+        digest = hashlib.sha256(box.etc("fstab").read_bytes()).hexdigest()
+        calls = box.calls()
+        files = [
+            i for i, c in enumerate(calls)
+            if c.startswith("sync /etc/.jupyterhub-platform.") and c.endswith(digest)
+        ]  # fmt: skip
+        assert files, f"the new fstab was never synced: {calls}"
+        return calls[files[-1] + 1 :]
+
+    assert create(box, settings).returncode == 0
+    assert "sync /etc" in synced_before_rename(), "nor the directory after the rename"
+    # The key file too.
+    assert any(c.startswith("sync /etc/ceph/.jupyterhub-platform.") for c in box.calls())
+    assert delete(box, settings).returncode == 0
+    assert "sync /etc" in synced_before_rename()

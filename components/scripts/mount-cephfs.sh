@@ -151,7 +151,11 @@ put_file() {
     tmp=$(mktemp "$(dirname "$path")/.jupyterhub-platform.XXXXXX")
     printf '%s\n' "$content" >"$tmp"
     chmod "$mode" "$tmp"
+    # On disk before the rename, and the rename on disk after it: a crash in between
+    # must leave the old file or the new one, never an empty fstab or key file.
+    sync -- "$tmp"
     mv -f "$tmp" "$path"
+    sync -- "$(dirname "$path")"
 }
 
 ensure_command() {

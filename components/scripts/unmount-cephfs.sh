@@ -134,7 +134,11 @@ if [[ -f $FSTAB && -n $(fstab_lines ours) ]]; then
     tmp=$(mktemp "$(dirname "$FSTAB")/.jupyterhub-platform.XXXXXX")
     fstab_lines others >"$tmp"
     chmod 0644 "$tmp"
+    # On disk before the rename (and the rename after it): a crash must leave the old
+    # fstab or the new one, never an empty file.
+    sync -- "$tmp"
     mv -f "$tmp" "$FSTAB"
+    sync -- "$(dirname "$FSTAB")"
     fstab_state="fstab line removed"
 else
     fstab_state="no fstab line"
