@@ -34,6 +34,20 @@ def check_export_path(value: str) -> str:
     return value
 
 
+def mount_triggers(export_path: str, ceph_user: str, mount_path: str, client: str) -> list[str]:
+    """What makes a node's mount a different mount, so that a change replaces its step.
+
+    The path on the share, the monitors as a set, the cephx user, the mount path and the
+    client. Not the export location as a string: Manila may list the same monitors in
+    another order, and replacing every node's step (unmount, mount: a drain of the
+    cluster) for that is needless; the update re-runs the create script, which finds the
+    share mounted and rewrites the fstab line in place.
+    """
+    check_export_path(export_path)
+    monitors, _, path = export_path.partition(":/")
+    return [f"/{path}", ",".join(sorted(set(monitors.split(",")))), ceph_user, mount_path, client]
+
+
 _OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,254}")
 
 

@@ -972,3 +972,28 @@ def test_fstab_is_on_disk_before_it_replaces_the_old_one(box: Sandbox) -> None:
     assert any(c.startswith("sync /etc/ceph/.jupyterhub-platform.") for c in box.calls())
     assert delete(box, settings).returncode == 0
     assert "sync /etc" in synced_before_rename()
+
+
+@requires_sandbox
+@pytest.mark.parametrize("client", ["kernel", "fuse"])
+def test_monitors_in_another_order_update_the_line_in_place(box: Sandbox, client: str) -> None:
+    """What the update runs when Manila lists the same monitors in another order: the
+    create script again, which keeps the mount and rewrites its fstab line."""
+    settings = settings_for(box, mount_client=client)
+    assert create(box, settings).returncode == 0
+    mons = FAKE_MONITORS.split(",")
+    reordered = ",".join(mons[1:] + mons[:1]) + ":/volumes/_nogroup/9f1c/6e33"
+    assert reordered != EXPORT
+    calls = len(box.calls())
+    result = create(box, dataclasses.replace(settings, export_path=reordered))
+    assert result.returncode == 0, result.stderr
+    assert "already mounted" in result.stdout
+    assert not any(c.startswith(("mount", "umount")) for c in box.calls()[calls:])
+    [line] = fstab_lines_for(box, settings.mount_path)
+    if client == "kernel":
+        assert "fstab updated" in result.stdout
+        assert line.startswith(f"{reordered} ")
+    else:
+        # ceph-fuse's fstab line names its conf, which holds the monitors.
+        conf = box.etc(FUSE_CONF).read_text()
+        assert f"\tmon host = {reordered.split(':/')[0].replace(',', ' ')}\n" in conf

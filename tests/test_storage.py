@@ -8,6 +8,7 @@ import kubernetes_validate
 import pytest
 
 from components.jupyterhub import JupyterHub
+from components.node_scripts import mount_triggers
 from sitectl.manifests import is_kubernetes_object, manifest
 from sitectl.mockrun import ProgramRun, Secret, contains_secret, fake_cephx_key, redact, reveal
 from tests.sites import SSH_KEY, run, site, with_hosts
@@ -128,9 +129,28 @@ def test_one_independent_mount_per_node(espsrc: ProgramRun) -> None:
 def test_mounts_are_replaced_by_deleting_first(espsrc: ProgramRun) -> None:
     for c in espsrc.by_type(COMMAND):
         assert c.delete_before_replace, c.name
-        triggers = c.inputs["triggers"]
-        assert espsrc.outputs["share_export_path"] in triggers, c.name
-        assert "spsrc-k8-cluster00" in triggers and "/mnt/k8s-shared" in triggers, c.name
+        export = espsrc.outputs["share_export_path"]
+        assert c.inputs["triggers"] == mount_triggers(
+            export, "spsrc-k8-cluster00", "/mnt/k8s-shared", "kernel"
+        ), c.name
+
+
+def test_mount_triggers_take_the_monitors_as_a_set() -> None:
+    """Manila listing the same monitors in another order must not replace (and so drain)
+    every node's mount; another path, monitor, user, mount path or client must."""
+    path = "/volumes/_nogroup/9f1c/6e33"
+    base = mount_triggers(f"10.0.0.1:6789,10.0.0.2:6789:{path}", "u", "/mnt/s", "kernel")
+    assert base == [path, "10.0.0.1:6789,10.0.0.2:6789", "u", "/mnt/s", "kernel"]
+    same = mount_triggers(f"10.0.0.2:6789,10.0.0.1:6789:{path}", "u", "/mnt/s", "kernel")
+    assert same == base
+    for other in (
+        mount_triggers(f"10.0.0.1:6789,10.0.0.3:6789:{path}", "u", "/mnt/s", "kernel"),
+        mount_triggers(f"10.0.0.1:6789,10.0.0.2:6789:{path}x", "u", "/mnt/s", "kernel"),
+        mount_triggers(f"10.0.0.1:6789,10.0.0.2:6789:{path}", "v", "/mnt/s", "kernel"),
+        mount_triggers(f"10.0.0.1:6789,10.0.0.2:6789:{path}", "u", "/mnt/t", "kernel"),
+        mount_triggers(f"10.0.0.1:6789,10.0.0.2:6789:{path}", "u", "/mnt/s", "fuse"),
+    ):
+        assert other != base
 
 
 def test_mount_commands_run_the_scripts_with_the_key_on_stdin(espsrc: ProgramRun) -> None:
