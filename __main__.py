@@ -7,7 +7,7 @@ from components.haproxy import haproxy_config
 from components.jupyterhub import JupyterHub, JupyterHubArgs
 from components.node_mounts import NodeMounts, NodeMountsArgs
 from components.share import CephFSShare, CephFSShareArgs
-from components.storage_class import SharedStorageClass, SharedStorageClassArgs
+from components.storage_class import SharedStorageClass, SharedStorageClassArgs, volume_owners
 
 site, secrets = load_site_config()
 
@@ -20,12 +20,16 @@ mounts = NodeMounts(
         ceph_user=share.ceph_user,
         access_key=share.access_key,
         ssh_private_key=secrets.ssh_private_key,
+        enforce_capacity=site.storage.enforce_capacity,
     ),
 )
 storage = SharedStorageClass(
     "storage",
     SharedStorageClassArgs(
-        storage=site.storage, shared_path=site.nodes.mount_path, mounts=[mounts]
+        storage=site.storage,
+        shared_path=site.nodes.mount_path,
+        volume_owners=volume_owners(site.hub),
+        mounts=[mounts],
     ),
 )
 hub = JupyterHub(

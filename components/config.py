@@ -548,6 +548,16 @@ class StorageSettings(_Model):
     namespace: DnsLabel = Field(
         default="cephfs-shared-storage", description="namespace of the provisioner"
     )
+    enforce_capacity: bool = Field(
+        default=False,
+        description="give each volume a CephFS quota of its claim's size; needs the p flag "
+        "in the cephx user's MDS cap, which Manila's access rule does not grant",
+    )
+    helper_image: ImageRef = Field(
+        default="docker.io/library/busybox:1.37.0",
+        description="image of the provisioner's helper pod: sh, chown, chmod, mkdir, rm, and "
+        "setfattr when enforceCapacity is on",
+    )
 
     @field_validator("class_name")
     @classmethod

@@ -3,8 +3,11 @@
 One `remote.Command` per node, none depending on another, so the engine runs them all
 at once. The create step is `scripts/mount-cephfs.sh` (idempotent, key on stdin); the
 delete step is `scripts/unmount-cephfs.sh`, which never touches the data. A change of
-export, cephx user or mount path replaces the step, deleting the old mount first: the
-other order would let the old step's delete remove the new mount's key and fstab line.
+what is mounted (the path on the share, the monitors as a set, the cephx user, the mount
+path or the client) replaces the step, deleting the old mount first: the other order
+would let the old step's delete remove the new mount's key and fstab line. The same
+monitors in another order only update it: the create script runs again and rewrites
+the fstab line in place.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import pulumi
 import pulumi_command as command
 
 from components.config import NodeHost, NodesSettings
-from components.node_scripts import MountSettings, remote_command
+from components.node_scripts import MountSettings, mount_triggers, remote_command
 
 # Give up on an unreachable node after about a minute, rather than the provider's default
 # of ten 15-second attempts.
@@ -36,6 +39,8 @@ class NodeMountsArgs:
     """The cephx key (secret): sent on stdin, never on a command line."""
     ssh_private_key: pulumi.Input[str]
     """Private key for the nodes and the bastion (secret)."""
+    enforce_capacity: bool = False
+    """storage.enforceCapacity: each node's step checks that the client may set quotas."""
 
 
 class NodeMounts(pulumi.ComponentResource):
@@ -78,6 +83,11 @@ class NodeMounts(pulumi.ComponentResource):
     ) -> command.remote.Command:
         nodes = args.nodes
 
+        resource_name = f"{name}-{host.name}"
+        # Unique per stack and step: a renamed host is a new step with a new owner, and
+        # the old step's delete then finds the mount owned by another and leaves it.
+        owner = f"{pulumi.get_project()}/{pulumi.get_stack()}/{resource_name}"
+
         def settings(values: list[Any]) -> MountSettings:
             export_path, ceph_user = values
             return MountSettings(
@@ -87,10 +97,12 @@ class NodeMounts(pulumi.ComponentResource):
                 ceph_user=ceph_user,
                 mount_client=nodes.mount_client.value,
                 install_packages=nodes.install_packages,
+                owner=owner,
+                enforce_capacity=args.enforce_capacity,
             )
 
         return command.remote.Command(
-            f"{name}-{host.name}",
+            resource_name,
             connection=command.remote.ConnectionArgs(
                 host=host.address,
                 port=host.port or nodes.ssh_port,
@@ -108,12 +120,9 @@ class NodeMounts(pulumi.ComponentResource):
                 lambda v: remote_command(settings(v).delete_script(), nodes.ssh_user)
             ),
             stdin=args.access_key,
-            triggers=[
-                args.export_path,
-                args.ceph_user,
-                nodes.mount_path,
-                nodes.mount_client.value,
-            ],
+            triggers=share.apply(
+                lambda v: mount_triggers(v[0], v[1], nodes.mount_path, nodes.mount_client.value)
+            ),
             # Only the scripts' own output is logged; they never print the key, and stdin
             # is not a logged stream.
             logging=command.remote.Logging.STDOUT_AND_STDERR,

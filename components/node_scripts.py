@@ -34,6 +34,30 @@ def check_export_path(value: str) -> str:
     return value
 
 
+def mount_triggers(export_path: str, ceph_user: str, mount_path: str, client: str) -> list[str]:
+    """What makes a node's mount a different mount, so that a change replaces its step.
+
+    The path on the share, the monitors as a set, the cephx user, the mount path and the
+    client. Not the export location as a string: Manila may list the same monitors in
+    another order, and replacing every node's step (unmount, mount: a drain of the
+    cluster) for that is needless; the update re-runs the create script, which finds the
+    share mounted and rewrites the fstab line in place.
+    """
+    check_export_path(export_path)
+    monitors, _, path = export_path.partition(":/")
+    return [f"/{path}", ",".join(sorted(set(monitors.split(",")))), ceph_user, mount_path, client]
+
+
+_OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,254}")
+
+
+def check_owner(value: str) -> str:
+    """An owner as the scripts accept it: project/stack/resource-name."""
+    if _OWNER.fullmatch(value) is None:
+        raise ValueError(f"the mount step's owner {value!r} is not of the form project/stack/name")
+    return value
+
+
 @cache
 def _script(name: str) -> tuple[str, str]:
     """The script's shebang line and the rest, read once per process."""
@@ -77,6 +101,12 @@ class MountSettings:
     ceph_user: str
     mount_client: str
     install_packages: bool
+    owner: str
+    """Who set the mount up: the stack and the step's resource name. The create step
+    records it on the node and the delete step acts only on a mount it owns, so a renamed
+    step's delete cannot undo what the new step took over."""
+    enforce_capacity: bool = False
+    """Check, once at deploy, that the client may set CephFS quotas (storage.enforceCapacity)."""
 
     def create_script(self) -> str:
         return render(
@@ -88,6 +118,8 @@ class MountSettings:
                 "CEPH_USER": self.ceph_user,
                 "MOUNT_CLIENT": self.mount_client,
                 "INSTALL_PACKAGES": "yes" if self.install_packages else "no",
+                "OWNER": check_owner(self.owner),
+                "ENFORCE_CAPACITY": "yes" if self.enforce_capacity else "no",
             },
         )
 
@@ -98,6 +130,7 @@ class MountSettings:
                 "NODE_NAME": self.node_name,
                 "MOUNT_PATH": self.mount_path,
                 "CEPH_USER": self.ceph_user,
+                "OWNER": check_owner(self.owner),
             },
         )
 
@@ -105,9 +138,43 @@ class MountSettings:
 VOLUME_ACTIONS = {"volume-setup.sh": "create", "volume-teardown.sh": "delete"}
 
 
-def volume_script(name: str, shared_path: str) -> str:
-    """The provisioner's setup or teardown script: the shared guard, then the action."""
-    guarded = render(
-        "volume-guard.sh", {"SHARED_PATH": shared_path, "ACTION": VOLUME_ACTIONS[name]}
-    )
-    return guarded + _script(name)[1]
+@dataclass(frozen=True)
+class VolumeOwners:
+    """Who owns a new volume's directory: the uid and group the pods that use it run as."""
+
+    user_uid: int
+    """singleuser.uid: the notebook user."""
+    user_gid: int
+    """singleuser.fsGid: the group the notebook's files get."""
+    hub_uid: int
+    """hub.containerSecurityContext.runAsUser: for the hub database's volume."""
+    hub_gid: int
+    """hub.podSecurityContext.fsGroup."""
+    hub_namespace: str
+    """The hub's namespace: its database's folder is <pv>_<namespace>_hub-db-dir."""
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "USER_UID": str(self.user_uid),
+            "USER_GID": str(self.user_gid),
+            "HUB_UID": str(self.hub_uid),
+            "HUB_GID": str(self.hub_gid),
+            "HUB_NAMESPACE": self.hub_namespace,
+        }
+
+
+def volume_script(
+    name: str,
+    shared_path: str,
+    owners: VolumeOwners | None = None,
+    enforce_capacity: bool = False,
+) -> str:
+    """The provisioner's setup or teardown script: the shared guard, then the action.
+    Setup needs `owners`."""
+    settings = {"SHARED_PATH": shared_path, "ACTION": VOLUME_ACTIONS[name]}
+    if name == "volume-setup.sh":
+        if owners is None:
+            raise ValueError("volume-setup.sh needs the volume owners")
+        settings.update(owners.settings())
+        settings["ENFORCE_CAPACITY"] = "yes" if enforce_capacity else "no"
+    return render("volume-guard.sh", settings) + _script(name)[1]

@@ -21,12 +21,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.config import StorageSettings
-from components.node_scripts import volume_script
+from components.config import ConfigError, HubSettings, StorageSettings
+from components.node_scripts import VolumeOwners, volume_script
 
 PROVISIONER_IMAGE = "docker.io/rancher/local-path-provisioner:v0.0.37"
-HELPER_IMAGE = "docker.io/library/busybox:1.37.0"
 CONFIG_MOUNT = "/etc/config/"
+CAPACITY_ANNOTATION = "jupyterhub-platform/capacity-enforced"
 HEALTH_PORT = 8080
 
 
@@ -35,7 +35,44 @@ def provisioner_name(class_name: str) -> str:
     return f"jupyterhub-platform/{class_name}"
 
 
-def provisioner_config(shared_path: str) -> dict[str, str]:
+# The jupyterhub chart's defaults for the ids its pods run as (values.yaml of 3.x and 4.x:
+# singleuser.uid, singleuser.fsGid, hub.containerSecurityContext.runAsUser,
+# hub.podSecurityContext.fsGroup); a site may change them through hub.extraValues.
+CHART_POD_IDS = {
+    ("singleuser", "uid"): 1000,
+    ("singleuser", "fsGid"): 100,
+    ("hub", "containerSecurityContext", "runAsUser"): 1000,
+    ("hub", "podSecurityContext", "fsGroup"): 1000,
+}
+
+
+def volume_owners(hub: HubSettings) -> VolumeOwners:
+    """The ids the hub's pods run as: the chart's defaults, or what hub.extraValues sets."""
+    ids = {}
+    for path, default in CHART_POD_IDS.items():
+        value: object = hub.extra_values
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            value = default
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+            key = ".".join(path)
+            raise ConfigError(
+                f"hub.extraValues.{key}: {value!r} is not a numeric uid/gid (0 to 2147483647)"
+            )
+        ids[path[-1]] = value
+    return VolumeOwners(
+        user_uid=ids["uid"],
+        user_gid=ids["fsGid"],
+        hub_uid=ids["runAsUser"],
+        hub_gid=ids["fsGroup"],
+        hub_namespace=hub.namespace,
+    )
+
+
+def provisioner_config(
+    shared_path: str, owners: VolumeOwners, storage: StorageSettings
+) -> dict[str, str]:
     """The provisioner's ConfigMap data: config.json, setup, teardown and helperPod.yaml."""
     helper_pod = {
         "apiVersion": "v1",
@@ -45,7 +82,11 @@ def provisioner_config(shared_path: str) -> dict[str, str]:
             "priorityClassName": "system-node-critical",
             "tolerations": [{"key": "node.kubernetes.io/disk-pressure", "operator": "Exists"}],
             "containers": [
-                {"name": "helper-pod", "image": HELPER_IMAGE, "imagePullPolicy": "IfNotPresent"}
+                {
+                    "name": "helper-pod",
+                    "image": storage.helper_image,
+                    "imagePullPolicy": "IfNotPresent",
+                }
             ],
         },
     }
@@ -55,7 +96,9 @@ def provisioner_config(shared_path: str) -> dict[str, str]:
         "config.json": json.dumps(
             {"sharedFileSystemPath": shared_path, "nodePathMap": []}, indent=2
         ),
-        "setup": volume_script("volume-setup.sh", shared_path),
+        "setup": volume_script(
+            "volume-setup.sh", shared_path, owners, enforce_capacity=storage.enforce_capacity
+        ),
         "teardown": volume_script("volume-teardown.sh", shared_path),
         "helperPod.yaml": yaml.safe_dump(helper_pod, sort_keys=False),
     }
@@ -67,6 +110,8 @@ class SharedStorageClassArgs:
     """Class name, reclaim policy and the provisioner's namespace."""
     shared_path: str
     """Where every node mounts the share (nodes.mountPath)."""
+    volume_owners: VolumeOwners
+    """The uid and group that own a new volume: the pods' (see `volume_owners`)."""
     mounts: Sequence[pulumi.Resource] = field(default_factory=list)
     """The node mounts: no volume may be made before the share is mounted everywhere."""
 
@@ -172,7 +217,7 @@ class SharedStorageClass(pulumi.ComponentResource):
         config_map = k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata=meta(f"{base}-config"),
-            data=provisioner_config(args.shared_path),
+            data=provisioner_config(args.shared_path, args.volume_owners, storage),
             opts=child,
         )
         probe = k8s.core.v1.ProbeArgs
@@ -204,7 +249,7 @@ class SharedStorageClass(pulumi.ComponentResource):
                                     "--configmap-name",
                                     f"{base}-config",
                                     "--helper-image",
-                                    HELPER_IMAGE,
+                                    storage.helper_image,
                                 ],
                                 env=[
                                     k8s.core.v1.EnvVarArgs(
@@ -261,7 +306,12 @@ class SharedStorageClass(pulumi.ComponentResource):
         )
         self.storage_class = k8s.storage.v1.StorageClass(
             f"{name}-class",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=storage.class_name, labels=labels),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=storage.class_name,
+                labels=labels,
+                # Read by the capacity-enforced policy: whether claims' sizes are quotas.
+                annotations={CAPACITY_ANNOTATION: str(storage.enforce_capacity).lower()},
+            ),
             provisioner=provisioner,
             reclaim_policy=storage.reclaim_policy.value,
             # A shared path gives volumes no node affinity, so binding need not wait

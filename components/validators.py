@@ -124,6 +124,11 @@ def mount_point(value: str) -> str:
             "is a system directory or one that holds others: mounting the share there would "
             "hide what the node keeps in it; use a directory of its own such as /mnt/k8s-shared"
         )
+    if value.split("/")[1] == "tmp":
+        raise ValueError(
+            "is under /tmp, which is cleaned at boot and writable by every user; use a "
+            "directory of its own such as /mnt/k8s-shared"
+        )
     return value
 
 

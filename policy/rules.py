@@ -40,6 +40,8 @@ DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
 SHARE = "openstack:sharedfilesystem/share:Share"
 COMMAND = "command:remote:Command"
+SHARE_ACCESS = "openstack:sharedfilesystem/shareAccess:ShareAccess"
+CAPACITY_ANNOTATION = "jupyterhub-platform/capacity-enforced"
 
 HUB_URL_ANNOTATION = "jupyterhub-platform/hub-url"
 SETTINGS_CONFIG_MAP = "jupyterhub-platform-settings"
@@ -462,6 +464,30 @@ def _chart_version(args: ResourceValidationArgs, report: ReportViolation) -> Non
         )
 
 
+def _capacity_enforced(args: StackValidationArgs, report: ReportViolation) -> None:
+    users = sorted(
+        str(r.props.get("accessTo"))
+        for r in args.resources
+        if r.resource_type == SHARE_ACCESS and r.props.get("accessTo")
+    )
+    client = f"client.{users[0]}" if len(users) == 1 else "the share's cephx user"
+    for resource in args.resources:
+        if resource.resource_type != STORAGE_CLASS:
+            continue
+        annotations = dig(plain(resource.props), "metadata", "annotations") or {}
+        if annotations.get(CAPACITY_ANNOTATION) != "false":
+            continue
+        report(
+            f"Storage class {_metadata_name(resource)[0]} does not enforce claim sizes "
+            "(storage.enforceCapacity is off): local-path ignores them on a shared path, so "
+            "one user can fill the share and take the hub's database down with it. Ask the "
+            f"Ceph operators for the p flag in the MDS cap of {client} (mds 'allow rwp "
+            "path=<the share's path>'; Manila's access rule grants only rw), then set "
+            "storage.enforceCapacity: true.",
+            resource.urn,
+        )
+
+
 def string_list(name: str, default: list[str]) -> PolicyConfigSchema:
     """A policy setting that is a list of strings."""
     return PolicyConfigSchema(
@@ -554,5 +580,11 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         enforcement_level=EnforcementLevel.ADVISORY,
         config_schema=string_list("testedVersions", TESTED_CHART_VERSIONS),
         validate=_chart_version,
+    ),
+    StackValidationPolicy(
+        name="capacity-enforced",
+        description="Each volume's size is enforced as a CephFS quota (storage.enforceCapacity).",
+        enforcement_level=EnforcementLevel.ADVISORY,
+        validate=_capacity_enforced,
     ),
 ]

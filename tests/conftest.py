@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.sandbox import Sandbox
+from tests.sandbox import SANDBOX_BASE, Sandbox
 
 # No test reaches the real chart repository: a plan that a test runs, finding no chart
 # package at hand, asks a closed port on loopback and skips its render, saying so.
@@ -17,11 +19,19 @@ os.environ["JHP_CHART_REPOSITORY"] = "http://127.0.0.1:9/"
 
 @pytest.fixture
 def box(tmp_path: Path) -> Iterator[Sandbox]:
-    """A script sandbox in the test's temporary directory, unlocked again afterwards (the
-    unmount script locks an unused mount point with chattr +i)."""
-    sandbox = Sandbox(tmp_path)
+    """A script sandbox, unlocked again afterwards (the unmount script locks an unused
+    mount point with chattr +i) and removed.
+
+    Not in the test's temporary directory: the mount script refuses a mount path under
+    /tmp (cleared at boot, writable by everyone), so the sandbox's mount points, which are
+    real directories of this machine, live under SANDBOX_BASE.
+    """
+    SANDBOX_BASE.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=f"{tmp_path.name}-", dir=SANDBOX_BASE))
+    sandbox = Sandbox(root)
     yield sandbox
     sandbox.unlock()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 # -- CI refuses skips --------------------------------------------------------------------

@@ -23,6 +23,9 @@ import pytest
 from sitectl.mockrun import fake_cephx_key
 
 FAKES = Path(__file__).resolve().parent / "sandbox_bin"
+# Where sandboxes live: a real path outside /tmp and /var (which a mount path may not be
+# under) and outside /mnt, which nodes (and test machines) use for their own mounts.
+SANDBOX_BASE = Path("/srv/jupyterhub-platform-sandbox")
 KEY = fake_cephx_key("sandbox")
 # Where a run finds the machine's own programs, after the doubles.
 SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import shutil
 import stat
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,7 @@ import pytest
 from components.node_scripts import (
     SCRIPTS_DIR,
     MountSettings,
+    VolumeOwners,
     remote_command,
     render,
     volume_script,
@@ -28,6 +33,9 @@ USER = "spsrc-k8-cluster00"
 SECRET = f"ceph/jupyterhub-platform-{USER}.secret"
 FUSE_KEYRING = f"ceph/jupyterhub-platform-{USER}.keyring"
 FUSE_CONF = f"ceph/jupyterhub-platform-{USER}.conf"
+OWNER = "jupyterhub-platform/espsrc/mounts-node-a"
+# The chart's defaults for the notebook user (uid, fsGid) and the hub (uid, fsGroup).
+OWNERS = VolumeOwners(1000, 100, 1000, 1000, "jhub")
 # Well formed, but not the key the fake cluster accepts.
 WRONG_KEY = fake_cephx_key("not-the-access-rule")
 
@@ -46,11 +54,11 @@ def test_scripts_in_the_repository_pass_shellcheck(script: str) -> None:
 
 
 def test_rendered_scripts_pass_shellcheck(tmp_path: Path) -> None:
-    settings = MountSettings("node-a", EXPORT, "/mnt/k8s-shared", USER, "kernel", True)
+    settings = MountSettings("node-a", EXPORT, "/mnt/k8s-shared", USER, "kernel", True, OWNER)
     for name, text, shell in (
         ("create.sh", settings.create_script(), None),
         ("delete.sh", settings.delete_script(), None),
-        ("setup.sh", volume_script("volume-setup.sh", "/mnt/k8s-shared"), "sh"),
+        ("setup.sh", volume_script("volume-setup.sh", "/mnt/k8s-shared", OWNERS), "sh"),
         ("teardown.sh", volume_script("volume-teardown.sh", "/mnt/k8s-shared"), "sh"),
     ):
         path = tmp_path / name
@@ -73,6 +81,7 @@ def settings_for(box: Sandbox, **changes: Any) -> MountSettings:
         ceph_user=USER,
         mount_client="kernel",
         install_packages=False,
+        owner=OWNER,
     )
     return dataclasses.replace(base, **changes)
 
@@ -454,7 +463,7 @@ def test_hostile_values_are_inert(box: Sandbox, tmp_path: Path, changes: dict[st
 
 def run_volume_script(name: str, shared: Path, vol_dir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["sh", "-c", volume_script(name, str(shared))],
+        ["sh", "-c", volume_script(name, str(shared), OWNERS)],
         env={"VOL_DIR": str(vol_dir), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -475,7 +484,7 @@ def test_provisioner_refuses_a_volume_without_the_marker(tmp_path: Path) -> None
     (shared / ".jupyterhub-platform-share").write_text("/volumes/_nogroup/a/b\n")
     result = run_volume_script("volume-setup.sh", shared, vol)
     assert result.returncode == 0, result.stderr
-    assert stat.S_IMODE(vol.stat().st_mode) == 0o777
+    assert stat.S_IMODE(vol.stat().st_mode) == 0o770
 
 
 @pytest.mark.parametrize("vol", ["elsewhere/pvc-1", "k8s-shared/a/b", "k8s-shared/.hidden"])
@@ -634,3 +643,357 @@ def test_a_missing_fuse_client_is_installed_only_when_allowed(
         assert installs == []
         assert box.mounts() == []
         assert fstab_lines_for(box, settings.mount_path) == []
+
+
+# -- issue 17: each step owns what it set up ----------------------------------------------
+
+
+@requires_sandbox
+@pytest.mark.parametrize("client", ["kernel", "fuse"])
+def test_renaming_a_node_keeps_it_mounted(box: Sandbox, client: str) -> None:
+    """A host renamed in nodes.hosts (same address): the engine creates the new step,
+    which finds the share mounted, then deletes the old one on the same machine."""
+    box.write_etc("systemd/system/k3s.service", "[Service]\n")
+    old = settings_for(box, mount_client=client)
+    new = dataclasses.replace(
+        old, node_name="node-b", owner="jupyterhub-platform/espsrc/mounts-node-b"
+    )
+    assert create(box, old).returncode == 0
+    taken = create(box, new)
+    assert taken.returncode == 0, taken.stderr
+    assert "already mounted" in taken.stdout
+    assert f"taken over from {OWNER}" in taken.stdout
+    before = {p: p.read_bytes() for p in box.upper.rglob("*") if p.is_file()}
+    mounts = box.mounts()
+
+    result = delete(box, old)
+    assert result.returncode == 0, result.stderr
+    assert f"owned by {new.owner}, not by {OWNER}: nothing changed" in result.stdout
+    assert box.mounts() == mounts, "still mounted"
+    assert {p: p.read_bytes() for p in box.upper.rglob("*") if p.is_file()} == before, (
+        "fstab line, key, owner and kubelet guard as the new step left them"
+    )
+    assert not any(call.startswith("umount") for call in box.calls())
+
+    # The new step's own delete still undoes it all.
+    gone = delete(box, new)
+    assert gone.returncode == 0, gone.stderr
+    assert "unmounted; fstab line removed" in gone.stdout
+    assert box.mounts() == [] and fstab_lines_for(box, new.mount_path) == []
+    assert sorted(p.name for p in box.etc("ceph").iterdir()) == []
+
+
+@requires_sandbox
+def test_a_node_set_up_before_owners_is_still_removed(box: Sandbox) -> None:
+    """No owner file (a node mounted by an earlier version): the delete is its step's."""
+    settings = settings_for(box)
+    assert create(box, settings).returncode == 0
+    box.etc(f"ceph/jupyterhub-platform-{USER}.owner").unlink()
+    result = delete(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert "unmounted" in result.stdout and box.mounts() == []
+
+
+@requires_sandbox
+@pytest.mark.parametrize("client", ["kernel", "fuse"])
+def test_a_failed_run_keeps_the_working_key(box: Sandbox, client: str) -> None:
+    """A node whose share is not mounted (a boot without Ceph), then a run with a wrong
+    key: it fails, and every file it touched is as it was, so the next boot mounts."""
+    settings = settings_for(box, mount_client=client)
+    assert create(box, settings).returncode == 0
+    assert box.run(f"umount {settings.mount_path}").returncode == 0
+    key_file = SECRET if client == "kernel" else FUSE_KEYRING
+    before = {
+        p.relative_to(box.upper): (p.read_bytes(), p.stat().st_mode, p.stat().st_ino)
+        for p in box.upper.rglob("*")
+        if p.is_file()
+    }
+    assert box.etc(key_file) in [box.upper / p for p in before]
+
+    result = box.run(remote_command(settings.create_script(), "root"), stdin=WRONG_KEY)
+    assert result.returncode != 0
+    assert f"the cluster refused client.{USER}" in result.stderr
+    after = {
+        p.relative_to(box.upper): (p.read_bytes(), p.stat().st_mode, p.stat().st_ino)
+        for p in box.upper.rglob("*")
+        if p.is_file()
+    }
+    assert after == before, "every file as it was: the same content, mode and inode"
+    assert KEY in box.etc(key_file).read_text()
+    # What the next boot does: mount(8) from fstab and the key file alone.
+    assert box.run("mount -a").returncode == 0
+    assert len(box.mounts()) == 1
+
+
+def as_uid(uid: int, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory every user can reach (pytest's tmp_path is under a 0700 one)."""
+    path = Path(tempfile.mkdtemp(prefix="jhp-volumes-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@requires_sandbox
+def test_volumes_are_their_pods_own(open_dir: Path) -> None:
+    """The volume root is 0700 root; a user's volume is 0770 uid:fsGid of the notebook,
+    the hub database's the hub's; a node's SSH user (uid 1000 too) reads no home."""
+    shared = open_dir / "k8s-shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    (shared / ".jupyterhub-platform-share").write_text("/volumes/_nogroup/a/b\n")
+    home = shared / "pvc-1_jhub_claim-alice"
+    db = shared / "pvc-2_jhub_hub-db-dir"
+    other_db = shared / "pvc-3_other_hub-db-dir"
+    for vol in (home, db, other_db):
+        result = run_volume_script("volume-setup.sh", shared, vol)
+        assert result.returncode == 0, result.stderr
+    ids = {vol: (vol.stat().st_uid, vol.stat().st_gid) for vol in (home, db, other_db)}
+    assert ids == {home: (1000, 100), db: (1000, 1000), other_db: (1000, 100)}
+    root = shared.stat()
+    assert (stat.S_IMODE(root.st_mode), root.st_uid, root.st_gid) == (0o700, 0, 0)
+    assert all(stat.S_IMODE(vol.stat().st_mode) == 0o770 for vol in ids)
+    (home / "thesis.ipynb").write_text("{}")
+    (home / "thesis.ipynb").chmod(0o644)
+    denied = as_uid(1000, "cat", str(home / "thesis.ipynb"))
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr
+    # Run again (a retried claim): the same, nothing opened up.
+    assert run_volume_script("volume-setup.sh", shared, home).returncode == 0
+    assert stat.S_IMODE(home.stat().st_mode) == 0o770
+
+
+def test_pod_ids_are_the_charts_and_follow_extra_values() -> None:
+    from components.config import ConfigError, parse_site_config
+    from components.storage_class import CHART_POD_IDS, volume_owners
+    from tests.sites import chart_defaults, site
+
+    for version in ("3.1.0", "3.3.8"):
+        defaults = chart_defaults(version)
+        for path, value in CHART_POD_IDS.items():
+            found: Any = defaults
+            for key in path:
+                found = found[key]
+            assert found == value, f"{version}: {'.'.join(path)}"
+    hub = parse_site_config(site()).hub
+    assert volume_owners(hub) == VolumeOwners(1000, 100, 1000, 1000, hub.namespace)
+    changed = hub.model_copy(update={"extra_values": {"singleuser": {"uid": 1001, "fsGid": 1001}}})
+    assert volume_owners(changed) == VolumeOwners(1001, 1001, 1000, 1000, hub.namespace)
+    bad = hub.model_copy(update={"extra_values": {"singleuser": {"uid": "jovyan"}}})
+    with pytest.raises(ConfigError, match=r"^hub.extraValues.singleuser.uid: 'jovyan' is not"):
+        volume_owners(bad)
+
+
+# -- storage.enforceCapacity --------------------------------------------------------------
+
+
+@requires_sandbox
+def test_enforce_capacity_checks_the_quota_cap_once_at_deploy(box: Sandbox) -> None:
+    settings = settings_for(box, enforce_capacity=True)
+    before = box.etc("fstab").read_bytes()
+    refused = create(box, settings, env={"FAKE_NO_QUOTA_CAP": "1"})
+    assert refused.returncode != 0
+    assert (
+        f"storage.enforceCapacity is on, but client.{USER} may not set CephFS quotas "
+        "(setfattr ceph.quota.max_bytes: Permission denied): ask the Ceph operators for the "
+        f"p flag in its MDS cap (mds 'allow rwp path=/volumes/_nogroup/9f1c/6e33')"
+    ) in refused.stderr
+    # The failed deploy leaves the node as it found it: unmounted, no line, no key.
+    assert box.mounts() == [] and box.etc("fstab").read_bytes() == before
+    assert not box.etc(SECRET).exists()
+
+    result = create(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith("; quotas: allowed")
+    probes = [c for c in box.calls() if c.startswith("setfattr ceph.quota.max_bytes")]
+    assert len(probes) == 2
+    assert probes[-1].split()[3].startswith(f"{settings.mount_path}/.jupyterhub-platform-quota")
+    assert [p.name for p in Path(settings.mount_path).iterdir()] == [
+        ".jupyterhub-platform-share"
+    ], "the scratch directory is gone"
+
+
+def run_setup(
+    shared: Path, vol: Path, size: str, env: dict[str, str] | None = None, enforce: bool = True
+) -> subprocess.CompletedProcess[str]:
+    from tests.sandbox import FAKES
+
+    return subprocess.run(
+        ["/bin/sh", "-c", volume_script("volume-setup.sh", str(shared), OWNERS, enforce)],
+        env={
+            "VOL_DIR": str(vol),
+            "VOL_SIZE_BYTES": size,
+            "PATH": f"{FAKES}:/usr/bin:/bin",
+            "FAKE_XATTRS": str(shared.parent / "xattrs"),
+            **(env or {}),
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_enforced_volumes_get_their_claims_size_as_quota(tmp_path: Path) -> None:
+    shared = tmp_path / "k8s-shared"
+    shared.mkdir()
+    (shared / ".jupyterhub-platform-share").write_text("x\n")
+    home, db = shared / "pvc-1_jhub_claim-alice", shared / "pvc-2_jhub_hub-db-dir"
+    assert run_setup(shared, home, "10737418240").returncode == 0
+    assert run_setup(shared, db, "1073741824").returncode == 0
+    assert (tmp_path / "xattrs").read_text().splitlines() == [
+        f"{home}\tceph.quota.max_bytes\t10737418240",
+        f"{db}\tceph.quota.max_bytes\t1073741824",
+    ]
+    # Without the cap, or without a size, no volume is made.
+    alice2 = shared / "pvc-3_jhub_claim-bob"
+    denied = run_setup(shared, alice2, "1073741824", env={"FAKE_NO_QUOTA_CAP": "1"})
+    assert denied.returncode != 0
+    assert "cannot set its CephFS quota to 1073741824 bytes" in denied.stderr
+    assert "needs the p flag in its MDS cap" in denied.stderr
+    assert not alice2.exists()
+    for size in ("", "0", "1Gi"):
+        bad = run_setup(shared, alice2, size)
+        assert bad.returncode != 0 and "is not a number of bytes" in bad.stderr, size
+        assert not alice2.exists()
+    # Off: no quota is set.
+    assert run_setup(shared, alice2, "1073741824", enforce=False).returncode == 0
+    assert str(alice2) not in (tmp_path / "xattrs").read_text()
+
+
+def test_a_helper_image_without_setfattr_is_named(tmp_path: Path) -> None:
+    shared = tmp_path / "k8s-shared"
+    shared.mkdir()
+    (shared / ".jupyterhub-platform-share").write_text("x\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("mkdir", "chown", "chmod", "rmdir"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or tool)
+    vol = shared / "pvc-1_jhub_claim-alice"
+    result = run_setup(shared, vol, "1073741824", env={"PATH": str(bin_dir)})
+    assert result.returncode != 0
+    assert "the helper image has no setfattr" in result.stderr
+    assert "storage.helperImage" in result.stderr
+    assert not vol.exists()
+
+
+# -- where a mount and a volume may be ----------------------------------------------------
+
+
+@requires_sandbox
+def test_a_mount_path_through_a_symlink_is_refused(box: Sandbox) -> None:
+    """`find` does not follow its starting point: files behind a symlinked mount path
+    would be hidden unseen, and the share would land elsewhere."""
+    real = Path(box.mount_path("real"))
+    real.mkdir(parents=True)
+    (real / "pvc-stray").mkdir()
+    for link in (box.mount_path("link"), box.mount_path("via") + "/sub"):
+        Path(link).parent.mkdir(parents=True, exist_ok=True)
+    Path(box.mount_path("link")).symlink_to(real)
+    Path(box.mount_path("via")).rmdir()
+    Path(box.mount_path("via")).symlink_to(real.parent)
+    for path, resolved in (
+        (box.mount_path("link"), str(real)),
+        (box.mount_path("via") + "/real", str(real)),
+    ):
+        before = box.etc("fstab").read_bytes()
+        result = create(box, settings_for(box, mount_path=path))
+        assert result.returncode != 0, path
+        assert (
+            f"mount path {path} is not its own real path on this node (it resolves to "
+            f"{resolved} through a symlink)"
+        ) in result.stderr
+        assert box.mounts() == [] and box.etc("fstab").read_bytes() == before
+        assert not box.etc(SECRET).exists()
+    assert (real / "pvc-stray").is_dir()
+
+
+@requires_sandbox
+@pytest.mark.parametrize("path", ["/tmp/k8s-shared", "/var/tmp/share", "/tmp"])
+def test_a_mount_path_under_tmp_is_refused(box: Sandbox, path: str) -> None:
+    result = create(box, settings_for(box, mount_path=path))
+    assert result.returncode != 0
+    assert f"mount path {path} is under /tmp or /var/tmp" in result.stderr
+    assert box.mounts() == [] and box.calls() == []
+
+
+@pytest.mark.parametrize("path", ["/tmp/k8s-shared", "/var/tmp/share", "/tmp"])
+def test_the_config_refuses_a_mount_path_under_tmp(path: str) -> None:
+    from components.config import ConfigError, parse_site_config
+    from tests.sites import site
+
+    with pytest.raises(ConfigError, match=rf"^nodes.mountPath: \"{path}\" is "):
+        parse_site_config(site(**{"nodes.mountPath": path}))
+
+
+@pytest.mark.parametrize("name", ["volume-setup.sh", "volume-teardown.sh"])
+def test_a_volume_that_is_a_symlink_out_of_the_share_is_refused(tmp_path: Path, name: str) -> None:
+    shared = tmp_path / "k8s-shared"
+    shared.mkdir()
+    (shared / ".jupyterhub-platform-share").write_text("x\n")
+    outside = tmp_path / "node-disk"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("the node's own\n")
+    vol = shared / "pvc-1_jhub_claim-alice"
+    vol.symlink_to(outside)
+    result = run_volume_script(name, shared, vol)
+    assert result.returncode != 0
+    assert f"{vol} is a symlink" in result.stderr
+    assert stat.S_IMODE(outside.stat().st_mode) == 0o755 and outside.stat().st_uid == 0
+    assert (outside / "keep.txt").read_text() == "the node's own\n"
+
+
+@requires_sandbox
+def test_fstab_is_on_disk_before_it_replaces_the_old_one(box: Sandbox) -> None:
+    """Renamed without fsync, a crash can leave an empty /etc/fstab: the node then boots
+    without any of its filesystems."""
+    settings = settings_for(box)
+
+    def synced_before_rename() -> list[str]:
+        digest = hashlib.sha256(box.etc("fstab").read_bytes()).hexdigest()
+        calls = box.calls()
+        files = [
+            i for i, c in enumerate(calls)
+            if c.startswith("sync /etc/.jupyterhub-platform.") and c.endswith(digest)
+        ]  # fmt: skip
+        assert files, f"the new fstab was never synced: {calls}"
+        return calls[files[-1] + 1 :]
+
+    assert create(box, settings).returncode == 0
+    assert "sync /etc" in synced_before_rename(), "nor the directory after the rename"
+    # The key file too.
+    assert any(c.startswith("sync /etc/ceph/.jupyterhub-platform.") for c in box.calls())
+    assert delete(box, settings).returncode == 0
+    assert "sync /etc" in synced_before_rename()
+
+
+@requires_sandbox
+@pytest.mark.parametrize("client", ["kernel", "fuse"])
+def test_monitors_in_another_order_update_the_line_in_place(box: Sandbox, client: str) -> None:
+    """What the update runs when Manila lists the same monitors in another order: the
+    create script again, which keeps the mount and rewrites its fstab line."""
+    settings = settings_for(box, mount_client=client)
+    assert create(box, settings).returncode == 0
+    mons = FAKE_MONITORS.split(",")
+    reordered = ",".join(mons[1:] + mons[:1]) + ":/volumes/_nogroup/9f1c/6e33"
+    assert reordered != EXPORT
+    calls = len(box.calls())
+    result = create(box, dataclasses.replace(settings, export_path=reordered))
+    assert result.returncode == 0, result.stderr
+    assert "already mounted" in result.stdout
+    assert not any(c.startswith(("mount", "umount")) for c in box.calls()[calls:])
+    [line] = fstab_lines_for(box, settings.mount_path)
+    if client == "kernel":
+        assert "fstab updated" in result.stdout
+        assert line.startswith(f"{reordered} ")
+    else:
+        # ceph-fuse's fstab line names its conf, which holds the monitors.
+        conf = box.etc(FUSE_CONF).read_text()
+        assert f"\tmon host = {reordered.split(':/')[0].replace(',', ' ')}\n" in conf

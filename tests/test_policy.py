@@ -275,6 +275,20 @@ def test_reclaim_policy_quiet(espsrc_report: PolicyReport) -> None:
     assert fired(espsrc_report, "storage-reclaim-retain") == []
 
 
+def test_capacity_advisory_while_quotas_are_off(espsrc_report: PolicyReport) -> None:
+    [violation] = [v for v in espsrc_report.violations if v.policy == "capacity-enforced"]
+    assert violation.level == "advisory"
+    assert violation.message == (
+        "Storage class cephfs-shared does not enforce claim sizes (storage.enforceCapacity "
+        "is off): local-path ignores them on a shared path, so one user can fill the share "
+        "and take the hub's database down with it. Ask the Ceph operators for the p flag in "
+        "the MDS cap of client.spsrc-k8-cluster00 (mds 'allow rwp path=<the share's path>'; "
+        "Manila's access rule grants only rw), then set storage.enforceCapacity: true."
+    )
+    enforced = check(run(site(**{"storage.enforceCapacity": True})))
+    assert fired(enforced, "capacity-enforced") == []
+
+
 def test_allow_all_is_advisory(espsrc_report: PolicyReport) -> None:
     [violation] = [v for v in espsrc_report.violations if v.policy == "allow-all-admits-everyone"]
     assert violation.level == "advisory"
@@ -536,7 +550,7 @@ def test_runbook_values_fail_the_plan(tmp_path: Path) -> None:
 def test_espsrc_plan_exits_0_with_a_policy_summary(tmp_path: Path) -> None:
     result = plan("espsrc", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "Policies: 12 run, 0 mandatory violations, 1 advisory" in result.stdout
+    assert "Policies: 13 run, 0 mandatory violations, 2 advisory" in result.stdout
 
 
 def test_plan_policy_config_file(tmp_path: Path) -> None:

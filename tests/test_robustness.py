@@ -321,6 +321,7 @@ def test_accepted_odd_mount_paths_are_harmless(box: Sandbox, mount_name: str) ->
         "spsrc-k8-cluster00",
         "kernel",
         install_packages=False,
+        owner="jupyterhub-platform/test/mounts-node-a",
     )
     result = box.run(remote_command(settings_.create_script(), "root"), stdin=KEY + "\n")
     assert result.returncode == 0, result.stderr
@@ -381,6 +382,7 @@ def test_sandbox_scripts_never_echo_the_key(box: Sandbox) -> None:
     settings_ = MountSettings(
         "node-a", "198.51.100.11:6789:/volumes/_nogroup/a/b", box.mount_path(),
         "spsrc-k8-cluster00", "kernel", install_packages=False,
+        owner="jupyterhub-platform/test/mounts-node-a",
     )  # fmt: skip
     for script in (settings_.create_script(), settings_.delete_script()):
         result = box.run(remote_command(script, "root"), stdin=KEY + "\n")

@@ -8,6 +8,7 @@ import kubernetes_validate
 import pytest
 
 from components.jupyterhub import JupyterHub
+from components.node_scripts import mount_triggers
 from sitectl.manifests import is_kubernetes_object, manifest
 from sitectl.mockrun import ProgramRun, Secret, contains_secret, fake_cephx_key, redact, reveal
 from tests.sites import SSH_KEY, run, site, with_hosts
@@ -128,9 +129,28 @@ def test_one_independent_mount_per_node(espsrc: ProgramRun) -> None:
 def test_mounts_are_replaced_by_deleting_first(espsrc: ProgramRun) -> None:
     for c in espsrc.by_type(COMMAND):
         assert c.delete_before_replace, c.name
-        triggers = c.inputs["triggers"]
-        assert espsrc.outputs["share_export_path"] in triggers, c.name
-        assert "spsrc-k8-cluster00" in triggers and "/mnt/k8s-shared" in triggers, c.name
+        export = espsrc.outputs["share_export_path"]
+        assert c.inputs["triggers"] == mount_triggers(
+            export, "spsrc-k8-cluster00", "/mnt/k8s-shared", "kernel"
+        ), c.name
+
+
+def test_mount_triggers_take_the_monitors_as_a_set() -> None:
+    """Manila listing the same monitors in another order must not replace (and so drain)
+    every node's mount; another path, monitor, user, mount path or client must."""
+    path = "/volumes/_nogroup/9f1c/6e33"
+    base = mount_triggers(f"10.0.0.1:6789,10.0.0.2:6789:{path}", "u", "/mnt/s", "kernel")
+    assert base == [path, "10.0.0.1:6789,10.0.0.2:6789", "u", "/mnt/s", "kernel"]
+    same = mount_triggers(f"10.0.0.2:6789,10.0.0.1:6789:{path}", "u", "/mnt/s", "kernel")
+    assert same == base
+    for other in (
+        mount_triggers(f"10.0.0.1:6789,10.0.0.3:6789:{path}", "u", "/mnt/s", "kernel"),
+        mount_triggers(f"10.0.0.1:6789,10.0.0.2:6789:{path}x", "u", "/mnt/s", "kernel"),
+        mount_triggers(f"10.0.0.1:6789,10.0.0.2:6789:{path}", "v", "/mnt/s", "kernel"),
+        mount_triggers(f"10.0.0.1:6789,10.0.0.2:6789:{path}", "u", "/mnt/t", "kernel"),
+        mount_triggers(f"10.0.0.1:6789,10.0.0.2:6789:{path}", "u", "/mnt/s", "fuse"),
+    ):
+        assert other != base
 
 
 def test_mount_commands_run_the_scripts_with_the_key_on_stdin(espsrc: ProgramRun) -> None:
@@ -146,6 +166,16 @@ def test_mount_commands_run_the_scripts_with_the_key_on_stdin(espsrc: ProgramRun
         assert isinstance(c.inputs["stdin"], Secret)
         assert reveal(c.inputs["stdin"]) == key
         assert c.inputs["logging"] == "stdoutAndStderr"
+
+
+def test_each_mount_step_records_an_owner_of_its_own(espsrc: ProgramRun) -> None:
+    """Create and delete name the same owner, unique per stack and step (issue 17)."""
+    owners = set()
+    for c in espsrc.by_type(COMMAND):
+        owner = f"OWNER=jupyterhub-platform/espsrc/{c.name}\n"
+        assert owner in c.inputs["create"] and owner in c.inputs["delete"], c.name
+        owners.add(owner)
+    assert len(owners) == len(espsrc.by_type(COMMAND))
 
 
 def test_keys_are_secrets_everywhere(espsrc: ProgramRun) -> None:
@@ -288,3 +318,31 @@ def test_deploy_graph_depth_does_not_grow_with_nodes() -> None:
     assert len(large_run.by_type(COMMAND)) == 100
     assert longest_chain(small) == longest_chain(large)
     assert not contains_secret(large_run.outputs["storage_class"])
+
+
+def test_enforce_capacity_reaches_the_nodes_and_the_provisioner(espsrc: ProgramRun) -> None:
+    def setup_script(result: ProgramRun) -> str:
+        [config] = [
+            r for r in result.by_type("kubernetes:core/v1:ConfigMap") if r.name == "storage-config"
+        ]
+        return str(config.inputs["data"]["setup"])
+
+    assert "\nENFORCE_CAPACITY=no\n" in setup_script(espsrc)
+    for c in espsrc.by_type(COMMAND):
+        assert "\nENFORCE_CAPACITY=no\n" in c.inputs["create"], c.name
+    on = run(site(**{"storage.enforceCapacity": True, "storage.helperImage": "busybox:1.36.1"}))
+    on.ok()
+    assert "\nENFORCE_CAPACITY=yes\n" in setup_script(on)
+    for c in on.by_type(COMMAND):
+        assert "\nENFORCE_CAPACITY=yes\n" in c.inputs["create"], c.name
+    [config] = [r for r in on.by_type("kubernetes:core/v1:ConfigMap") if r.name == "storage-config"]
+    assert "image: busybox:1.36.1" in config.inputs["data"]["helperPod.yaml"]
+    deployment = on.one("kubernetes:apps/v1:Deployment")
+    command = deployment.inputs["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--helper-image") + 1] == "busybox:1.36.1"
+
+
+def test_helper_image_must_be_pinned() -> None:
+    result = run(site(**{"storage.helperImage": "busybox"}))
+    assert result.error is not None
+    assert str(result.error).startswith("storage.helperImage: ")

@@ -23,8 +23,10 @@ wanted=()
 for group in "$@"; do
     case "$group" in
         e2e)
+            # busybox and attr: the provisioner's scripts run under busybox sh, as in
+            # its helper pod, and set CephFS quotas with setfattr.
             wanted+=(ceph-mon ceph-mgr ceph-osd ceph-mds ceph-fuse ceph-common
-                openssh-server openssh-client iproute2 fuse3 util-linux)
+                openssh-server openssh-client iproute2 fuse3 util-linux busybox attr)
             ;;
         haproxy)
             wanted+=(haproxy)

@@ -8,12 +8,14 @@
 # or in anything this script prints. Running it again changes nothing.
 #
 # Settings: NODE_NAME, EXPORT_PATH (mon:port[,mon:port...]:/path, as Manila exports it),
-# MOUNT_PATH, CEPH_USER, MOUNT_CLIENT (kernel or fuse), INSTALL_PACKAGES (yes or no).
+# MOUNT_PATH, CEPH_USER, MOUNT_CLIENT (kernel or fuse), INSTALL_PACKAGES (yes or no), OWNER
+# (project/stack/step: recorded on the node, so that only this step's delete undoes it),
+# ENFORCE_CAPACITY (yes: check that the client may set CephFS quotas, see below).
 set -euo pipefail
 umask 077
 
 : "${NODE_NAME:?}" "${EXPORT_PATH:?}" "${MOUNT_PATH:?}" "${CEPH_USER:?}"
-: "${MOUNT_CLIENT:?}" "${INSTALL_PACKAGES:?}"
+: "${MOUNT_CLIENT:?}" "${INSTALL_PACKAGES:?}" "${OWNER:?}" "${ENFORCE_CAPACITY:?}"
 
 readonly CEPH_DIR=/etc/ceph
 readonly FSTAB=/etc/fstab
@@ -51,6 +53,8 @@ monitor='([A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:]+\]):[0-9]+'
     fail "export path '$EXPORT_PATH' is not of the form mon:port[,mon:port...]:/path"
 [[ $MOUNT_CLIENT == kernel || $MOUNT_CLIENT == fuse ]] || fail "mount client must be kernel or fuse"
 [[ $INSTALL_PACKAGES == yes || $INSTALL_PACKAGES == no ]] || fail "INSTALL_PACKAGES must be yes or no"
+[[ $ENFORCE_CAPACITY == yes || $ENFORCE_CAPACITY == no ]] || fail "ENFORCE_CAPACITY must be yes or no"
+[[ $OWNER =~ ^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$ ]] || fail "owner '$OWNER' is not project/stack/name"
 
 readonly MONITORS=${EXPORT_PATH%%:/*}
 readonly SHARE_PATH=/${EXPORT_PATH#*:/}
@@ -63,6 +67,10 @@ readonly SECRET_FILE=$CEPH_DIR/jupyterhub-platform-$CEPH_USER.secret
 readonly FUSE_CLUSTER=jupyterhub-platform-$CEPH_USER
 readonly FUSE_CONF=$CEPH_DIR/$FUSE_CLUSTER.conf
 readonly FUSE_KEYRING=$CEPH_DIR/$FUSE_CLUSTER.keyring
+# Which deploy step owns the mount, beside its key: a host renamed in the config is a new
+# step that finds the share mounted and takes it over, and the old step's delete, which
+# the engine runs afterwards on the same machine, must then leave it alone.
+readonly OWNER_FILE=$CEPH_DIR/jupyterhub-platform-$CEPH_USER.owner
 
 KEY=
 IFS= read -r KEY || true
@@ -82,17 +90,33 @@ fi
 # Ceph echoes a key it cannot parse in its error messages: never pass its output on as is.
 scrub() { printf '%s' "${1//"$KEY"/<cephx key>}"; }
 
-# Until the share is mounted, a failed run removes what it created (key files, the mount
-# point), so it leaves the node as it found it; `undo` lists those paths.
+# Until the share is mounted, a failed run puts the node back as it found it: it removes
+# what it created (key files, the mount point), listed in `undo`, and puts back the files
+# it replaced, listed in `restore` as path/backup pairs. A wrong key must not replace a
+# working one: the next boot's mount and a recovery by hand use that file.
 undo=()
+restore=()
 candidate=
 relock=no
+# Forget the backups: from here on this run's files stay.
+keep_changes() {
+    local i
+    for ((i = 1; i < ${#restore[@]}; i += 2)); do
+        rm -f "${restore[i]}"
+    done
+    undo=()
+    restore=()
+    relock=no
+}
 on_exit() {
-    local status=$? path
+    local status=$? path i
     [[ -z $candidate ]] || rm -f "$candidate"
     if ((status != 0)); then
         # The mount point was locked against writes by an earlier unmount: keep it so.
         [[ $relock == no ]] || chattr +i "$MOUNT_PATH" 2>/dev/null || true
+        for ((i = 0; i < ${#restore[@]}; i += 2)); do
+            mv -f "${restore[i + 1]}" "${restore[i]}" || true
+        done
         for path in "${undo[@]}"; do
             if [[ -d $path ]]; then
                 rmdir "$path" 2>/dev/null || true
@@ -100,23 +124,38 @@ on_exit() {
                 rm -f "$path"
             fi
         done
+    else
+        keep_changes
     fi
 }
 trap on_exit EXIT
 
-# Replace a file only when its content differs, atomically, with the given mode.
-# Returns 1 when the file already held exactly that content.
+mode_of() { stat -c %a "$1"; }
+
+# Replace a file only when its content or mode differs, atomically, with the given mode;
+# the file it replaces stays as a backup (a hard link to it) until the run ends. Returns 1
+# when the file already held exactly that content with that mode.
 put_file() {
-    local path=$1 mode=$2 content=$3 tmp
-    if [[ -f $path ]] && [[ "$(<"$path")" == "$content" ]]; then
-        chmod "$mode" "$path"
+    local path=$1 mode=$2 content=$3 tmp backup
+    if [[ -f $path ]] && [[ "$(<"$path")" == "$content" ]] &&
+        (("8#$(mode_of "$path")" == "8#$mode")); then
         return 1
     fi
-    [[ -e $path ]] || undo+=("$path")
+    if [[ -e $path ]]; then
+        backup=$(mktemp "$(dirname "$path")/.jupyterhub-platform-backup.XXXXXX")
+        ln -f "$path" "$backup"
+        restore+=("$path" "$backup")
+    else
+        undo+=("$path")
+    fi
     tmp=$(mktemp "$(dirname "$path")/.jupyterhub-platform.XXXXXX")
     printf '%s\n' "$content" >"$tmp"
     chmod "$mode" "$tmp"
+    # On disk before the rename, and the rename on disk after it: a crash in between
+    # must leave the old file or the new one, never an empty fstab or key file.
+    sync -- "$tmp"
     mv -f "$tmp" "$path"
+    sync -- "$(dirname "$path")"
 }
 
 ensure_command() {
@@ -228,6 +267,46 @@ mount_hint() {
     esac
 }
 
+# Whether this client may set CephFS quotas, tried once on a scratch directory of the share
+# that it removes again; prints why not. Setting ceph.quota.max_bytes needs the `p` flag in
+# the client's MDS cap, which Manila's access rule does not grant: without it the MDS
+# answers "Permission denied", and every volume would be made without its quota.
+quota_probe() {
+    local probe out status=0 value=
+    probe=$(mktemp -d "$MOUNT_PATH/.jupyterhub-platform-quota-probe.XXXXXX" 2>&1) || {
+        printf 'cannot make a scratch directory: %s' "$probe"
+        return 1
+    }
+    out=$(setfattr -n ceph.quota.max_bytes -v 1048576 "$probe" 2>&1) || status=$?
+    if ((status == 0)); then
+        value=$(getfattr --only-values -n ceph.quota.max_bytes "$probe" 2>/dev/null) || true
+    fi
+    rmdir "$probe" 2>/dev/null || true
+    if ((status != 0)); then
+        printf 'setfattr ceph.quota.max_bytes: %s' "${out##*: }"
+        return 1
+    fi
+    [[ $value == 1048576 ]] || {
+        printf 'the quota set reads back as "%s"' "$value"
+        return 1
+    }
+}
+
+# --- where to mount -----------------------------------------------------------------
+# The program validated the path as text; only the node knows what it is. A mount path
+# that is (or runs through) a symlink would put the share somewhere else, and `find`
+# below does not follow its starting point, so files hidden there would go unseen.
+case $MOUNT_PATH in
+    /tmp | /tmp/* | /var/tmp | /var/tmp/*)
+        fail "mount path $MOUNT_PATH is under /tmp or /var/tmp, which are cleaned at boot and" \
+            "writable by every user: use a directory of its own such as /mnt/k8s-shared"
+        ;;
+esac
+real_path=$(realpath -m -- "$MOUNT_PATH")
+[[ $real_path == "$MOUNT_PATH" ]] ||
+    fail "mount path $MOUNT_PATH is not its own real path on this node (it resolves to" \
+        "$real_path through a symlink): use the real directory as nodes.mountPath"
+
 # --- nothing to hide ----------------------------------------------------------------
 # Mounting over files would hide them: on a node whose boot mount failed they are writes
 # that missed the share, and on a mistyped path they are the node's own. Checked before
@@ -241,6 +320,10 @@ fi
 
 # --- client and credentials -------------------------------------------------------
 install -d -m 0755 "$CEPH_DIR"
+if [[ $ENFORCE_CAPACITY == yes ]]; then
+    ensure_command setfattr attr
+    ensure_command getfattr attr
+fi
 if [[ $MOUNT_CLIENT == kernel ]]; then
     ensure_command mount.ceph ceph-common
     put_file "$SECRET_FILE" 0600 "$KEY" || true
@@ -322,14 +405,35 @@ else
         fail "after mounting, $MOUNT_PATH shows '$fstype $source', not the share $SHARE_PATH"
     state="mounted"
 fi
-# The share is mounted: from here on a failure keeps what this run wrote.
-undo=()
-relock=no
+
+# --- quotas (storage.enforceCapacity) ---------------------------------------------------
+if [[ $ENFORCE_CAPACITY == yes ]] && ! why=$(quota_probe); then
+    # A share this run mounted goes again, so the failed run leaves the node as it was.
+    [[ $state != mounted ]] || umount "$MOUNT_PATH" 2>/dev/null || true
+    fail "storage.enforceCapacity is on, but client.$CEPH_USER may not set CephFS quotas" \
+        "($why): ask the Ceph operators for the p flag in its MDS cap" \
+        "(mds 'allow rwp path=$SHARE_PATH'), or set storage.enforceCapacity to false"
+fi
+# The share is mounted, so the key is good: from here on a failure keeps the files written
+# so far (only a later file that fails to be written is put back).
+keep_changes
+
+# The share's root holds every user's volume: root's alone. Pods reach their volume
+# through the kubelet's bind mount, never through this directory (see volume-setup.sh).
+chown 0:0 "$MOUNT_PATH"
+chmod 0700 "$MOUNT_PATH"
 
 if put_file "$FSTAB" 0644 "$new_fstab"; then
     fstab_state="fstab updated"
 else
     fstab_state="fstab unchanged"
+fi
+
+previous_owner=
+[[ ! -f $OWNER_FILE ]] || previous_owner=$(<"$OWNER_FILE")
+put_file "$OWNER_FILE" 0644 "$OWNER" || true
+if [[ -n $previous_owner && $previous_owner != "$OWNER" ]]; then
+    say "taken over from $previous_owner: its delete step now leaves this mount alone"
 fi
 
 # A marker on the share itself: the provisioner refuses to create volumes where it is
@@ -367,4 +471,6 @@ if ((${#guarded[@]} == 0)); then
         "$NODE_NAME" >&2
 fi
 
-say "$MOUNT_PATH $state ($MOUNT_CLIENT client, $SHARE_PATH from $MONITORS); $fstab_state; kubelet guard: ${guarded[*]:-none}"
+quota_state=
+[[ $ENFORCE_CAPACITY == no ]] || quota_state="; quotas: allowed"
+say "$MOUNT_PATH $state ($MOUNT_CLIENT client, $SHARE_PATH from $MONITORS); $fstab_state; kubelet guard: ${guarded[*]:-none}$quota_state"

@@ -11,10 +11,15 @@
 # (chattr +i), so a pod that still points there fails instead of writing to the node's
 # own disk.
 #
-# Settings (assigned at the head of the command): NODE_NAME, MOUNT_PATH, CEPH_USER.
+# It acts only on what its own create step set up: the create step records its owner
+# (project/stack/step) beside the key, and when another step has taken the mount over
+# (a host renamed in the config: the new step is created before the old one is deleted)
+# this changes nothing and says so.
+#
+# Settings (assigned at the head of the command): NODE_NAME, MOUNT_PATH, CEPH_USER, OWNER.
 set -euo pipefail
 
-: "${NODE_NAME:?}" "${MOUNT_PATH:?}" "${CEPH_USER:?}"
+: "${NODE_NAME:?}" "${MOUNT_PATH:?}" "${CEPH_USER:?}" "${OWNER:?}"
 
 readonly CEPH_DIR=/etc/ceph
 readonly FSTAB=/etc/fstab
@@ -28,6 +33,18 @@ fail() {
 
 [[ $MOUNT_PATH =~ ^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$ ]] || fail "mount path '$MOUNT_PATH' is not plain"
 [[ $CEPH_USER =~ ^[A-Za-z0-9][A-Za-z0-9_.-]*$ ]] || fail "cephx user '$CEPH_USER' is not valid"
+
+[[ $OWNER =~ ^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$ ]] || fail "owner '$OWNER' is not project/stack/name"
+
+readonly OWNER_FILE=$CEPH_DIR/jupyterhub-platform-$CEPH_USER.owner
+# A node set up before owners were recorded has no owner file: its mount is this step's.
+if [[ -f $OWNER_FILE ]]; then
+    owner=$(<"$OWNER_FILE")
+    if [[ $owner != "$OWNER" ]]; then
+        say "$MOUNT_PATH is owned by $owner, not by $OWNER: nothing changed (mount, fstab line, key material and kubelet guard left as they are)"
+        exit 0
+    fi
+fi
 
 # Processes whose working directory, root or open files are under MOUNT_PATH.
 holders() {
@@ -50,15 +67,33 @@ holders() {
 # directory on the share) that use the filesystem mounted here: unmounting here would
 # leave them on it, unseen. A bind mount shares its source's device number (the third
 # field of mountinfo), whichever client made the mount.
+#
+# Copies that only propagation put there do not count: systemd gives services with
+# PrivateTmp or ProtectSystem (resolved, timesyncd, logind) a namespace whose mounts are
+# slaves of the host's, so they see the share at the same path, with the same root, as
+# `master:N` of the host mount's peer group N (`shared:N`). The unmount here propagates to
+# such a copy, and if something there holds it the unmount fails as busy; counting them
+# would make every ordinary systemd node refuse.
 users_elsewhere() {
-    local device own proc ns found=() seen=" "
-    device=$(awk -v mp="$MOUNT_PATH" '$5 == mp { d = $3 } END { print d }' /proc/self/mountinfo)
-    [[ -n $device ]] || return 0
+    local line device root peer own proc ns found=() seen=" "
+    line=$(awk -v mp="$MOUNT_PATH" '$5 == mp { l = $0 } END { print l }' /proc/self/mountinfo)
+    [[ -n $line ]] || return 0
+    read -r _ _ device root _ <<<"$line"
+    # The peer group, from the optional fields between the seventh field and the "-".
+    peer=$(awk '{ for (i = 7; i <= NF && $i != "-"; i++) if ($i ~ /^shared:/) print substr($i, 8) }' <<<"$line")
     own=$(readlink /proc/self/ns/mnt)
     for proc in /proc/[0-9]*; do
         ns=$(readlink "$proc/ns/mnt" 2>/dev/null) || continue
         [[ $ns != "$own" && $seen != *" $ns "* ]] || continue
-        if awk -v d="$device" '$3 == d { found = 1 } END { exit !found }' "$proc/mountinfo" 2>/dev/null; then
+        if awk -v d="$device" -v r="$root" -v mp="$MOUNT_PATH" -v peer="$peer" '
+            $3 != d { next }
+            {
+                copy = 0
+                if (peer != "" && $4 == r && $5 == mp)
+                    for (i = 7; i <= NF && $i != "-"; i++) if ($i == "master:" peer) copy = 1
+                if (!copy) found = 1
+            }
+            END { exit !found }' "$proc/mountinfo" 2>/dev/null; then
             seen+="$ns "
             found+=("${proc#/proc/} ($(tr -d '\n' <"$proc/comm" 2>/dev/null || echo '?'))")
         fi
@@ -99,14 +134,18 @@ if [[ -f $FSTAB && -n $(fstab_lines ours) ]]; then
     tmp=$(mktemp "$(dirname "$FSTAB")/.jupyterhub-platform.XXXXXX")
     fstab_lines others >"$tmp"
     chmod 0644 "$tmp"
+    # On disk before the rename (and the rename after it): a crash must leave the old
+    # fstab or the new one, never an empty file.
+    sync -- "$tmp"
     mv -f "$tmp" "$FSTAB"
+    sync -- "$(dirname "$FSTAB")"
     fstab_state="fstab line removed"
 else
     fstab_state="no fstab line"
 fi
 
 # Both clients' files: this script is not told which client the node used.
-rm -f "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.secret" \
+rm -f "$OWNER_FILE" "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.secret" \
     "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.keyring" \
     "$CEPH_DIR/jupyterhub-platform-$CEPH_USER.conf"
 

@@ -28,6 +28,15 @@ case "$VOL_DIR" in
         ;;
 esac
 
+# A symlink (the shared path itself, or a volume's folder pointing out of the share) would
+# make the action follow it off the share: `[ -d ]` and chown follow links.
+for path in "$SHARED_PATH" "$VOL_DIR"; do
+    if [ -L "$path" ]; then
+        echo "refusing to $ACTION volume $VOL_DIR: $path is a symlink" >&2
+        exit 1
+    fi
+done
+
 if [ ! -f "$marker" ]; then
     echo "refusing to $ACTION volume $VOL_DIR: the CephFS share is not mounted at $SHARED_PATH on this node ($marker is missing)" >&2
     exit 1

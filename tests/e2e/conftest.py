@@ -27,8 +27,13 @@ REPO = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO / "tools" / "install-test-deps.sh"
 
 
+# The provisioner's scripts run under busybox, as in its helper pod; quotas need attr's
+# setfattr/getfattr (Debian's busybox has no setfattr applet).
+VOLUME_BINARIES = ("busybox", "setfattr", "getfattr", "setpriv")
+
+
 def _missing() -> list[str]:
-    binaries = (*ceph_mod.REQUIRED_BINARIES, *host_mod.REQUIRED_BINARIES)
+    binaries = (*ceph_mod.REQUIRED_BINARIES, *host_mod.REQUIRED_BINARIES, *VOLUME_BINARIES)
     return [b for b in binaries if shutil.which(b) is None]
 
 

@@ -14,8 +14,10 @@ with ceph-fuse from the same source, options and secret file.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shlex
+import shutil
 import subprocess
 import time
 import uuid
@@ -26,7 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from components.node_scripts import SCRIPTS_DIR, MountSettings, remote_command
+from components.config import StorageSettings
+from components.node_scripts import SCRIPTS_DIR, MountSettings, VolumeOwners, remote_command
+from components.storage_class import provisioner_config
 
 from .ceph_cluster import CephCluster
 from .ssh_host import Bridge, SshHost
@@ -101,6 +105,7 @@ def settings(
         ceph_user=share.user,
         mount_client=client,
         install_packages=False,
+        owner=f"jupyterhub-platform/e2e/mounts-{node}",
     )
 
 
@@ -537,3 +542,253 @@ def test_delete_refuses_while_a_container_uses_the_share(
         assert "could not be locked" in result.stdout
     ok(create(host, s, share.key), share.key)
     assert mounts_at(host) == ["fuse.ceph-fuse ceph-fuse"], "mounts again over the lock"
+
+
+# -- issue 17: node scripts and storage hardening ----------------------------------------
+
+
+def test_renaming_a_node_keeps_it_mounted(
+    ceph_cluster: CephCluster, test_host: Callable[[], SshHost]
+) -> None:
+    """The engine's order for a host renamed in nodes.hosts: create the new step (it
+    finds the share mounted), then delete the old one on the same machine."""
+    share, host = new_share(ceph_cluster), test_host()
+    old, new = settings(share, node="node-a"), settings(share, node="node-b")
+    ok(create(host, old, share.key), share.key)
+    daemons, ids = ceph_fuse_pids(host), mount_ids(host)
+    taken = ok(create(host, new, share.key), share.key)
+    assert f"taken over from {old.owner}" in taken.stdout
+    files = ("/etc/fstab", share.keyring(), share.conf())
+    before = {path: sh(host, f"cat {path}") for path in files}
+
+    result = ok(delete(host, old), share.key)
+    assert f"owned by {new.owner}, not by {old.owner}: nothing changed" in result.stdout
+    assert ceph_fuse_pids(host) == daemons and mount_ids(host) == ids, "still mounted"
+    assert {path: sh(host, f"cat {path}") for path in files} == before
+    # What a reboot does: the fstab line and the key still bring the share back.
+    host.run(f"umount {MOUNT}", check=True)
+    assert wait_until(lambda: ceph_fuse_pids(host) == [])
+    assert host.run("mount -a", timeout=60).returncode == 0
+    assert mounts_at(host) == ["fuse.ceph-fuse ceph-fuse"]
+    ok(delete(host, new), share.key)
+    assert mounts_at(host) == [] and fstab_lines(host) == []
+
+
+def unknown_key() -> str:
+    return subprocess.run(
+        ["ceph-authtool", "--gen-print-key"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.mark.parametrize("client", ["fuse", "kernel"])
+def test_a_failed_run_keeps_the_working_key(
+    ceph_cluster: CephCluster, test_host: Callable[[], SshHost], client: str
+) -> None:
+    """The share was mounted and is not now (a boot without Ceph); a run with a wrong key
+    fails, and leaves every file as it was: the next boot's mount still works."""
+    share, host = new_share(ceph_cluster), test_host()
+    if client == "kernel":
+        sh(host, f"mount --bind {shlex.quote(str(SHIM))} /usr/sbin/mount.ceph")
+    s = settings(share, client=client)
+    ok(create(host, s, share.key), share.key)
+    host.run(f"umount {MOUNT}", check=True)
+    assert wait_until(lambda: ceph_fuse_pids(host) == [])
+    files = ["/etc/fstab", f"/etc/ceph/jupyterhub-platform-{share.user}.owner"]
+    files += [share.keyring(), share.conf()] if client == "fuse" else [share.secret_file()]
+    before = {
+        path: (sh(host, f"cat {path}"), identity(host, path), mode(host, path)) for path in files
+    }
+    listing = sh(host, "ls -A /etc/ceph")
+
+    wrong = unknown_key()
+    result = create(host, s, wrong)
+    assert result.returncode != 0
+    assert_no_key(result, wrong, share.key)
+    assert f"the cluster refused client.{share.user}" in result.stderr
+    after = {
+        path: (sh(host, f"cat {path}"), identity(host, path), mode(host, path)) for path in files
+    }
+    assert after == before
+    assert sh(host, "ls -A /etc/ceph") == listing, "no backup left behind"
+    assert mounts_at(host) == []
+
+    boot = host.run("mount -a", timeout=60)
+    assert boot.returncode == 0, boot.stderr
+    assert mounts_at(host) == ["fuse.ceph-fuse ceph-fuse"]
+    ok(delete(host, s), share.key)
+
+
+def mounted_in(pid: int, path: str = MOUNT) -> bool:
+    """Whether the mount namespace of process `pid` has something mounted at path."""
+    lines = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    return any(line.split()[4] == path for line in lines)
+
+
+def test_delete_ignores_copies_that_only_propagation_made(
+    ceph_cluster: CephCluster, test_host: Callable[[], SshHost]
+) -> None:
+    """systemd's PrivateTmp/ProtectSystem services hold slave copies of the host's mounts:
+    the unmount propagates to them, so they do not make the node refuse. A container's
+    private copy still does, and a busy slave copy makes the unmount itself fail."""
+    share, host = new_share(ceph_cluster), test_host()
+    s = settings(share)
+    # As on a systemd node, where / is shared: the share's mount gets a peer group.
+    sh(host, "mount --make-shared /mnt")
+    ok(create(host, s, share.key), share.key)
+    service = host.popen(["unshare", "--mount", "--propagation", "slave", "sleep", "300"])
+    container = host.popen(["unshare", "--mount", "--propagation", "private", "sleep", "300"])
+    busy = None
+    try:
+        assert wait_until(lambda: mounted_in(service.pid) and mounted_in(container.pid))
+        refused = delete(host, s)
+        assert refused.returncode != 0
+        assert f"in use by containers (other mount namespaces): {container.pid} (sleep)" in (
+            refused.stderr
+        )
+        assert str(service.pid) not in refused.stderr, "the service's copy does not count"
+        container.kill()
+        container.wait()
+
+        result = ok(delete(host, s), share.key)
+        assert f"{MOUNT} unmounted" in result.stdout
+        assert mounts_at(host) == []
+        assert not mounted_in(service.pid), "the unmount propagated to the service's copy"
+
+        ok(create(host, s, share.key), share.key)
+        busy = host.popen(
+            ["unshare", "--mount", "--propagation", "slave", "bash", "-c",
+             f"cd {MOUNT} && exec sleep 300"]
+        )  # fmt: skip
+        assert wait_until(
+            lambda: mounted_in(busy.pid) and "sleep" in (Path(f"/proc/{busy.pid}/comm").read_text())
+        )
+        held = delete(host, s)
+        assert held.returncode != 0
+        assert "cannot unmount" in held.stderr and "busy" in held.stderr
+        assert mounts_at(host) == ["fuse.ceph-fuse ceph-fuse"], "still mounted"
+        assert len(fstab_lines(host)) == 1
+    finally:
+        for proc in (service, container, busy):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    ok(delete(host, s), share.key)
+    assert mounts_at(host) == []
+
+
+# -- the provisioner's scripts, as its helper pod runs them -------------------------------
+
+BUSYBOX = shutil.which("busybox") or "busybox"
+OWNERS = VolumeOwners(user_uid=1000, user_gid=100, hub_uid=1000, hub_gid=1000, hub_namespace="jhub")
+
+
+@pytest.fixture(scope="module")
+def busybox_bin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A PATH of busybox's applets alone, as in the helper pod's image (busybox:1.37).
+    Debian's busybox is built without the setfattr applet that image has: attr's
+    setfattr stands in for it."""
+    bin_dir = tmp_path_factory.mktemp("busybox-bin")
+    bin_dir.chmod(0o755)
+    subprocess.run(["busybox", "--install", "-s", str(bin_dir)], check=True)
+    for tool in ("setfattr", "getfattr"):
+        (bin_dir / tool).unlink(missing_ok=True)
+        (bin_dir / tool).symlink_to(subprocess.run(
+            ["which", tool], capture_output=True, text=True, check=True
+        ).stdout.strip())  # fmt: skip
+    return bin_dir
+
+
+def provisioner(
+    host: SshHost,
+    bin_dir: Path,
+    action: str,
+    vol_dir: str,
+    *,
+    size: int = 1 << 30,
+    enforce_capacity: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Run the ConfigMap's `setup` or `teardown` under busybox sh, with the environment
+    local-path-provisioner gives its helper pod."""
+    storage = StorageSettings(enforce_capacity=enforce_capacity)
+    script = provisioner_config(MOUNT, OWNERS, storage)[action]
+    return host.nsenter(
+        "env", "-i", f"PATH={bin_dir}", f"VOL_DIR={vol_dir}", "VOL_MODE=Filesystem",
+        f"VOL_SIZE_BYTES={size}", BUSYBOX, "sh", "-c", script,
+    )  # fmt: skip
+
+
+def test_volumes_belong_to_their_pods_on_the_share(
+    ceph_cluster: CephCluster, test_host: Callable[[], SshHost], busybox_bin: Path
+) -> None:
+    share, host = new_share(ceph_cluster), test_host()
+    ok(create(host, settings(share), share.key), share.key)
+    home, db = f"{MOUNT}/pvc-1_jhub_claim-alice", f"{MOUNT}/pvc-2_jhub_hub-db-dir"
+    for vol in (home, db):
+        result = provisioner(host, busybox_bin, "setup", vol)
+        assert result.returncode == 0, result.stderr
+    assert sh(host, f"stat -c '%a %u %g' {MOUNT}").split() == ["700", "0", "0"]
+    assert sh(host, f"stat -c '%a %u %g' {home}").split() == ["770", "1000", "100"]
+    assert sh(host, f"stat -c '%a %u %g' {db}").split() == ["770", "1000", "1000"]
+    # The notebook user writes its home through a bind mount, as the kubelet gives it
+    # to the pod (in a mount namespace of its own, as a container's).
+    pod = (
+        f"mkdir -p /run/pod-home && mount --bind {home} /run/pod-home && exec setpriv "
+        "--reuid=1000 --regid=100 --clear-groups sh -c \"echo '{}' > /run/pod-home/thesis.ipynb\""
+    )
+    writer = host.nsenter("unshare", "--mount", "--propagation", "private", "sh", "-c", pod)
+    assert writer.returncode == 0, writer.stderr
+    # The node's SSH user, uid 1000 like the notebook user, reads no home, and cannot
+    # replace the hub's database.
+    for argv in (["cat", f"{home}/thesis.ipynb"], ["ls", db], ["touch", f"{db}/jupyterhub.sqlite"]):
+        denied = host.nsenter("setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", *argv)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr, argv
+    assert ceph_cluster.read_file(f"{share.path}/pvc-1_jhub_claim-alice/thesis.ipynb") == b"{}\n"
+    ok(delete(host, settings(share)), share.key)
+
+
+def test_capacity_is_enforced_with_the_p_flag_and_refused_without(
+    ceph_cluster: CephCluster, test_host: Callable[[], SshHost], busybox_bin: Path
+) -> None:
+    """storage.enforceCapacity against the real MDS: Manila's cap (rw) cannot set a quota,
+    so the deploy fails naming the cap; with rwp the volume gets its claim's size as quota
+    and a write past it fails."""
+    share, host = new_share(ceph_cluster), test_host()
+    with_p = Share(share.path, f"{share.user}-p", ceph_cluster.authorize(
+        f"{share.user}-p", share.path, "rwp"), share.monitors)  # fmt: skip
+    assert "rwp" in ceph_cluster.caps(with_p.user)["mds"]
+    enforced = dataclasses.replace(settings(share), enforce_capacity=True)
+    before = fstab(host)
+
+    refused = create(host, enforced, share.key)
+    assert refused.returncode != 0
+    assert_no_key(refused, share.key)
+    assert (
+        f"storage.enforceCapacity is on, but client.{share.user} may not set CephFS quotas "
+        "(setfattr ceph.quota.max_bytes: Permission denied): ask the Ceph operators for the "
+        f"p flag in its MDS cap (mds 'allow rwp path={share.path}')"
+    ) in refused.stderr
+    assert_nothing_left(host, before)
+
+    # Mounted without the check, the provisioner's setup still refuses a volume it cannot
+    # give a quota.
+    ok(create(host, settings(share), share.key), share.key)
+    vol = f"{MOUNT}/pvc-1_jhub_claim-alice"
+    setup = provisioner(host, busybox_bin, "setup", vol, size=4 << 20, enforce_capacity=True)
+    assert setup.returncode != 0
+    assert "cannot set its CephFS quota to 4194304 bytes" in setup.stderr
+    assert not exists(host, vol), "no volume without its quota"
+    ok(delete(host, settings(share)), share.key)
+
+    s = dataclasses.replace(settings(with_p), enforce_capacity=True)
+    result = ok(create(host, s, with_p.key), with_p.key)
+    assert result.stdout.rstrip().endswith("; quotas: allowed")
+    assert sh(host, f"ls -A {MOUNT}").split() == [MARKER], "the scratch directory is gone"
+    setup = provisioner(host, busybox_bin, "setup", vol, size=4 << 20, enforce_capacity=True)
+    assert setup.returncode == 0, setup.stderr
+    assert sh(host, f"getfattr --only-values -n ceph.quota.max_bytes {vol}") == "4194304"
+    # A write past the quota stops near it: the client checks the quota as it writes.
+    write = host.nsenter("dd", "if=/dev/zero", f"of={vol}/big", "bs=1M", "count=32", "conv=fsync")
+    assert write.returncode != 0
+    assert "Disk quota exceeded" in write.stderr
+    assert int(sh(host, f"stat -c %s {vol}/big")) < 16 << 20
+    ok(delete(host, s), with_p.key)
