@@ -216,6 +216,13 @@ def test_logo_ships_from_the_repository() -> None:
 
 def test_hub_namespace_outlives_a_destroy() -> None:
     """Deleting the namespace would delete every user's claim in it."""
-    for changes in ({}, {"hub.adoptRelease": True, "hub.dbStorageClass": "local-path"}):
+    for changes in (
+        {},
+        {
+            "hub.adoptRelease": True,
+            "hub.dbStorageClass": "local-path",
+            "hub.adoptedChartVersion": "3.1.0",
+        },
+    ):
         namespace = run(site(**changes)).ok().named("hub-namespace")
         assert namespace.retain_on_delete, changes
