@@ -8,7 +8,7 @@ STACK ?= espsrc
 # What the program and the offline plan need at run time.
 RUN_REQUIREMENTS := requirements.txt $(wildcard policy/requirements.txt)
 
-.PHONY: test lint typecheck unit plan new-site bench docs test-deps clean
+.PHONY: test lint typecheck unit plan new-site bench docs test-deps hub-venvs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,19 @@ $(VENV)/.installed-run: $(RUN_REQUIREMENTS) | $(BIN)/python
 $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed-run
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
+
+# Each chart version's hub libraries in an environment of their own (tests/hubenv.py):
+# .venv-hub/<version>, from tests/hub_libraries/<version>.txt, rebuilt when the pins change.
+HUB_VERSIONS := $(patsubst tests/hub_libraries/%.txt,%,$(wildcard tests/hub_libraries/*.txt))
+HUB_VENVS := $(foreach v,$(HUB_VERSIONS),.venv-hub/$(v)/.installed)
+
+.venv-hub/%/.installed: tests/hub_libraries/%.txt
+	rm -rf .venv-hub/$*
+	$(PYTHON) -m venv .venv-hub/$*
+	.venv-hub/$*/bin/pip install -q --disable-pip-version-check -r $<
+	touch $@
+
+hub-venvs: $(HUB_VENVS)
 
 test-deps:
 	bash tools/install-test-deps.sh e2e haproxy login
@@ -35,7 +48,7 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
-test: $(VENV)/.installed-dev test-deps lint typecheck unit
+test: $(VENV)/.installed-dev hub-venvs test-deps lint typecheck unit
 
 plan: $(VENV)/.installed-run
 	$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG))
