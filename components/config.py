@@ -271,7 +271,7 @@ class OAuthSettings(_Model):
         description="send a PKCE challenge (chart 4.x; default true); false for a provider "
         "whose client refuses it",
     )
-    auth_refresh_age_seconds: Annotated[int, NotBool, _in_range(30, 86400)] | None = Field(
+    auth_refresh_age_seconds: Annotated[int, NotBool, _in_range(5, 86400)] | None = Field(
         default=None,
         description="age after which the hub checks, and refreshes, a user's access token "
         f"(chart 4.x with enableAuthState and offline_access; default {DEFAULT_AUTH_REFRESH_AGE})",

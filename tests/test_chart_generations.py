@@ -117,8 +117,8 @@ BAD: list[tuple[dict[str, Any], str]] = [
         "true and offline_access in scopes",
     ),
     (
-        {**AT_440, "hub.oauth.authRefreshAgeSeconds": 5},
-        "hub.oauth.authRefreshAgeSeconds: 5 is not in 30-86400",
+        {**AT_440, "hub.oauth.authRefreshAgeSeconds": 2},
+        "hub.oauth.authRefreshAgeSeconds: 2 is not in 5-86400",
     ),
     (
         {**AT_440, "hub.oauth.accessTokenEnvVar": "TOKEN"},

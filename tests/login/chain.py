@@ -174,6 +174,16 @@ class RunningSite:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return json.load(response)
 
+    def api_delete(self, path: str) -> None:
+        """DELETE on the hub's REST API (stopping a server), as the test's service."""
+        request = urllib.request.Request(  # noqa: S310 - the hub's loopback API
+            f"{self.hub_api_url}/{path.lstrip('/')}",
+            headers={"Authorization": f"token {self.service_token}"},
+            method="DELETE",
+        )
+        with urllib.request.urlopen(request, timeout=60):  # noqa: S310
+            pass
+
     def server_environment(self, username: str) -> dict[str, str]:
         """The environment of the user's running server process (spawned locally)."""
         api_url = f"http://127.0.0.1:{self.hub_api_url.split(':')[2].split('/')[0]}"

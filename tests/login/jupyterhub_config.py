@@ -91,7 +91,7 @@ c.JupyterHub.services = [{"name": "login-test", "api_token": runtime["service_to
 c.JupyterHub.load_roles = [
     {
         "name": "login-test-reader",
-        "scopes": ["list:users", "read:users", "admin:auth_state", "read:servers"],
+        "scopes": ["list:users", "read:users", "admin:auth_state", "servers"],
         "services": ["login-test"],
     }
 ]
