@@ -7,6 +7,8 @@ checked in test_hub.py, in each version's own hub libraries.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +17,8 @@ from components.config import DEFAULT_CHART_VERSION, ConfigError
 from components.hub_values import ACCESS_TOKEN_CONFIG_NAME
 from policy.chart_versions import SUPPORTED_CHARTS
 from sitectl.mockrun import ProgramRun, reveal
-from tests.sites import DELETE, run, site
+from tests.sites import DELETE, ROOT, run, site
+from tests.test_plan import plan, stack_file
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 GROUPS = {
@@ -242,3 +245,66 @@ def test_site_extra_config_keeps_its_own_entries() -> None:
     changes = {**TOKENS, "hub.extraValues": {"hub": {"extraConfig": {"site": "c.X = 1"}}}}
     extra = values_of(run(site(**changes)))["hub"]["extraConfig"]
     assert sorted(extra) == [ACCESS_TOKEN_CONFIG_NAME, "site"]
+
+
+# -- the plan, as an operator runs it ------------------------------------------------------
+def _plan(tmp_path: Path, settings: dict[str, Any], *extra: str) -> tuple[int, str, dict[str, Any]]:
+    path = stack_file(tmp_path, settings)
+    out = tmp_path / "out"
+    result = plan("test", "--stack-file", str(path), "--out", str(out), *extra)
+    assert result.returncode == 0, result.stderr
+    document = json.loads((out / "plan.json").read_text())
+    [release] = [r for r in document["resources"] if r["type"] == RELEASE]
+    return result.returncode, result.stdout, release
+
+
+def test_plan_of_a_new_site_without_chart_version_is_440(tmp_path: Path) -> None:
+    _, stdout, release = _plan(tmp_path, site(**{"hub.chartVersion": DELETE}))
+    assert release["inputs"]["version"] == "4.4.0"
+    for policy in ("chart-version-vulnerable", "user-scheduler-skew", "chart-major-upgrade"):
+        assert policy not in stdout, policy
+
+
+ADOPTED_ESPSRC = {
+    "share.existingId": "3f1c2a9e-5b7d-4c8e-9a0f-1b2c3d4e5f60",
+    "share.accessRuleId": "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d",
+    "hub.adoptRelease": True,
+    "hub.dbStorageClass": "local-path",
+    "hub.adoptedChartVersion": "3.1.0",
+}
+POLICY_CONFIG = ROOT / "policy" / "config.espsrc.json"
+
+
+@pytest.mark.parametrize(
+    ("version", "advised", "quiet"),
+    [
+        ("3.1.0", ["chart-version-vulnerable", "user-scheduler-skew"], ["chart-major-upgrade"]),
+        ("4.4.0", ["chart-major-upgrade"], ["chart-version-vulnerable", "user-scheduler-skew"]),
+    ],
+)
+def test_adopted_espsrc_plans_at_310_and_at_440(
+    tmp_path: Path, version: str, advised: list[str], quiet: list[str]
+) -> None:
+    policy_config = tmp_path / "policy.json"
+    config = json.loads(POLICY_CONFIG.read_text())
+    config["storage-classes-defined"] = {"externalClasses": ["local-path"]}
+    policy_config.write_text(json.dumps(config))
+    settings = site(**ADOPTED_ESPSRC, **{"hub.chartVersion": version})
+    _, stdout, release = _plan(tmp_path, settings, "--policy-config", str(policy_config))
+    assert release["inputs"]["version"] == version
+    assert "0 mandatory violations" in stdout
+    for policy in advised:
+        assert f"[advisory] {policy} (hub-release)" in stdout, policy
+    for policy in quiet:
+        assert policy not in stdout, policy
+
+
+@pytest.mark.parametrize(
+    "hostile", ["A;B", "$(id)", "`id`", "A\nB", "X'Y", "X\\", "", "-x", "A" * 300]
+)
+def test_hostile_access_token_env_var_is_refused(hostile: str) -> None:
+    """The name lands in Python the hub runs (hub.extraConfig): only a variable name passes."""
+    result = run(site(**{**TOKENS, "hub.oauth.accessTokenEnvVar": hostile}))
+    assert isinstance(result.error, ConfigError), hostile
+    assert str(result.error).startswith("hub.oauth.accessTokenEnvVar: ")
+    assert "\n" not in str(result.error)
