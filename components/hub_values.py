@@ -87,7 +87,9 @@ def hub_config(
         if oauth.refreshes_tokens:
             # Before a spawn, and on a request once the token is older than this, the hub
             # checks the access token and exchanges the refresh token when it fails; a
-            # refused refresh sends the user to log in again.
+            # refused refresh sends the user to log in again. (oauthenticator 17 already
+            # defaults refresh_pre_spawn to true with auth state: written so the values say
+            # what the hub does.)
             authenticator["refresh_pre_spawn"] = True
             authenticator["auth_refresh_age"] = (
                 oauth.auth_refresh_age_seconds or DEFAULT_AUTH_REFRESH_AGE
