@@ -308,3 +308,20 @@ def test_hostile_access_token_env_var_is_refused(hostile: str) -> None:
     assert isinstance(result.error, ConfigError), hostile
     assert str(result.error).startswith("hub.oauth.accessTokenEnvVar: ")
     assert "\n" not in str(result.error)
+
+
+GROUPS_STACK = {**GROUPS, "hub.oauth.adminGroups": []}
+
+
+@pytest.mark.parametrize("stack", ["espsrc", "groups"])
+@pytest.mark.parametrize("version", list(SUPPORTED_CHARTS))
+def test_every_version_plans(tmp_path: Path, version: str, stack: str) -> None:
+    """espsrc and a groups stack at every supported version plan with exit 0.
+
+    The plan is where the chart render (helm template and the objects' validation at the
+    site's Kubernetes version) runs: this is the test that proves each version renders.
+    """
+    changes = {"hub.chartVersion": version, **(GROUPS_STACK if stack == "groups" else {})}
+    _, stdout, release = _plan(tmp_path, site(**changes))
+    assert release["inputs"]["version"] == version
+    assert "0 mandatory violations" in stdout
