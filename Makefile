@@ -33,7 +33,9 @@ HUB_VENVS := $(foreach v,$(HUB_VERSIONS),.venv-hub/$(v)/.installed)
 	.venv-hub/$*/bin/pip install -q --disable-pip-version-check -r $<
 	touch $@
 
-hub-venvs: $(HUB_VENVS)
+# The environments are independent: build them side by side.
+hub-venvs:
+	$(MAKE) --no-print-directory -j3 $(HUB_VENVS)
 
 test-deps:
 	bash tools/install-test-deps.sh e2e haproxy login
