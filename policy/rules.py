@@ -33,6 +33,11 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
+try:  # the Pulumi CLI runs the pack from inside policy/
+    from chart_versions import SUPPORTED_CHARTS, chart_major, kubernetes_minor
+except ImportError:  # imported as the package policy (tests, the offline plan)
+    from policy.chart_versions import SUPPORTED_CHARTS, chart_major, kubernetes_minor
+
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NAMESPACE = "kubernetes:core/v1:Namespace"
 CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
@@ -46,7 +51,8 @@ CAPACITY_ANNOTATION = "jupyterhub-platform/capacity-enforced"
 HUB_URL_ANNOTATION = "jupyterhub-platform/hub-url"
 SETTINGS_CONFIG_MAP = "jupyterhub-platform-settings"
 SETTINGS_KEY = "values.json"
-TESTED_CHART_VERSIONS = ["3.1.0"]
+SITE_KEY = "site.json"
+TESTED_CHART_VERSIONS = list(SUPPORTED_CHARTS)
 REQUIRED_SCOPES = ["openid", "profile", "email", "offline_access"]
 NODE_PORT_RANGE = (30000, 32767)
 
@@ -81,6 +87,8 @@ class Hub:
     release: PolicyResource
     values: dict[str, Any]
     namespace: PolicyResource | None
+    site: dict[str, Any]
+    """The program's site facts: kubernetesVersion, adoptedChartVersion (may be empty)."""
 
 
 def hubs(resources: Sequence[PolicyResource]) -> Iterator[Hub]:
@@ -91,25 +99,29 @@ def hubs(resources: Sequence[PolicyResource]) -> Iterator[Hub]:
         if release.props.get("chart") != "jupyterhub":
             continue
         namespace_name = release.props.get("namespace")
+        settings = next(
+            (
+                cm
+                for cm in by_type.get(CONFIG_MAP, [])
+                if _metadata_name(cm) == (SETTINGS_CONFIG_MAP, namespace_name)
+            ),
+            None,
+        )
         try:
             values = plain(release.props.get("values") or {})
         except UnknownValueError:
-            settings = next(
-                (
-                    cm
-                    for cm in by_type.get(CONFIG_MAP, [])
-                    if _metadata_name(cm) == (SETTINGS_CONFIG_MAP, namespace_name)
-                ),
-                None,
-            )
             if settings is None:
                 raise
             values = json.loads(settings.props["data"][SETTINGS_KEY])
+        site: dict[str, Any] = {}
+        site_text = dig(plain(settings.props), "data", SITE_KEY) if settings else None
+        if isinstance(site_text, str):
+            site = json.loads(site_text)
         namespace = next(
             (ns for ns in by_type.get(NAMESPACE, []) if _metadata_name(ns)[0] == namespace_name),
             None,
         )
-        yield Hub(release, values, namespace)
+        yield Hub(release, values, namespace, site)
 
 
 def stack_rule(
@@ -488,6 +500,87 @@ def _capacity_enforced(args: StackValidationArgs, report: ReportViolation) -> No
         )
 
 
+def _chart_advisories(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    chart = SUPPORTED_CHARTS.get(str(hub.release.props.get("version")))
+    for advisory in chart.advisories if chart else ():
+        report(
+            f"Chart jupyterhub {chart.version}: {advisory}. Move to chart "
+            f"{max(SUPPORTED_CHARTS, key=_version_key)} "
+            '(docs/upgrading.md, "The chart, 3.x to 4.4.0").',
+            hub.release.urn,
+        )
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def _scheduler_skew(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    chart = SUPPORTED_CHARTS.get(str(hub.release.props.get("version")))
+    cluster = hub.site.get("kubernetesVersion")
+    user_scheduler = dig(hub.values, "scheduling", "userScheduler") or {}
+    if chart is None or not isinstance(cluster, str) or not isinstance(user_scheduler, Mapping):
+        return
+    if user_scheduler.get("enabled") is False:
+        return
+    # A site may set the image tag itself; otherwise it is the chart's.
+    tag = dig(user_scheduler, "image", "tag")
+    scheduler = str(tag).lstrip("v") if isinstance(tag, str) and tag else chart.kube_scheduler
+    try:
+        scheduler_minor = kubernetes_minor(scheduler)
+        cluster_minor = kubernetes_minor(cluster)
+    except ValueError:
+        return
+    # Kubernetes supports a kube-scheduler at most one minor version older than the API
+    # server it talks to.
+    if scheduler_minor[0] == cluster_minor[0] and cluster_minor[1] - scheduler_minor[1] > 1:
+        report(
+            f"Chart jupyterhub {chart.version}'s user-scheduler runs kube-scheduler "
+            f"{scheduler} on Kubernetes {cluster}, outside the supported skew (one minor "
+            "version): it may fail to schedule user servers. Move to a chart whose "
+            "scheduler matches the cluster, or set scheduling.userScheduler.enabled: false "
+            "in hub.extraValues.",
+            hub.release.urn,
+        )
+
+
+# What moving an adopted release to another chart generation changes, for the operator to
+# check in the preview (docs/upgrading.md, "The chart, 3.x to 4.4.0").
+GENERATION_CHANGES = {
+    4: (
+        "JupyterHub 4 -> 5 and oauthenticator 16 -> 17: the hub and the proxy restart (users' "
+        "running servers keep going)",
+        "KubeSpawner 7 makes names safe differently: existing users' volumes and claims keep "
+        "their old names, new ones get the new scheme",
+        "PKCE is sent with every login (hub.oauth.pkce: false if the provider's client refuses it)",
+        "with allowedGroups or adminGroups, manage_groups: the hub's groups follow the "
+        "provider's claim at each login",
+        "back up the hub database (hub-db-dir) first: its schema is upgraded and a rollback "
+        "needs the copy",
+    ),
+}
+
+
+def _chart_generation_change(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    adopted = hub.site.get("adoptedChartVersion")
+    version = hub.release.props.get("version")
+    if not isinstance(adopted, str) or not isinstance(version, str):
+        return
+    try:
+        before, after = chart_major(adopted), chart_major(version)
+    except ValueError:
+        return
+    if before == after:
+        return
+    changes = GENERATION_CHANGES.get(after, ())
+    detail = "; ".join(changes) if changes else "read the chart's upgrade notes"
+    report(
+        f"The adopted release runs chart {adopted} and the program installs {version} "
+        f'(a major upgrade): {detail}. Follow docs/upgrading.md, "The chart, 3.x to 4.4.0".',
+        hub.release.urn,
+    )
+
+
 def string_list(name: str, default: list[str]) -> PolicyConfigSchema:
     """A policy setting that is a list of strings."""
     return PolicyConfigSchema(
@@ -573,6 +666,24 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
             }
         ),
         validate=_adopted_resources,
+    ),
+    StackValidationPolicy(
+        name="chart-version-vulnerable",
+        description="The chart's hub runs a version with a published vulnerability.",
+        enforcement_level=EnforcementLevel.ADVISORY,
+        validate=stack_rule(_chart_advisories),
+    ),
+    StackValidationPolicy(
+        name="user-scheduler-skew",
+        description="The chart's kube-scheduler is within Kubernetes' skew of the cluster.",
+        enforcement_level=EnforcementLevel.ADVISORY,
+        validate=stack_rule(_scheduler_skew),
+    ),
+    StackValidationPolicy(
+        name="chart-major-upgrade",
+        description="An adopted release moves to another chart generation.",
+        enforcement_level=EnforcementLevel.ADVISORY,
+        validate=stack_rule(_chart_generation_change),
     ),
     ResourceValidationPolicy(
         name="chart-version-tested",

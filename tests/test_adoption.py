@@ -20,6 +20,7 @@ ADOPT = {
     "share.accessRuleId": RULE_ID,
     "hub.adoptRelease": True,
     "hub.dbStorageClass": "local-path",
+    "hub.adoptedChartVersion": "3.1.0",
 }
 FIXTURES = ROOT / "tests" / "fixtures"
 # What the runbook created by hand, by kind and name.

@@ -1,17 +1,20 @@
-"""The JupyterHub component: chart values checked by the chart's schema and the hub's libraries."""
+"""The JupyterHub component: chart values checked by each chart version's schema and its hub's
+own libraries (run in `.venv-hub/<version>`, see tests/hubenv.py)."""
 
 from __future__ import annotations
 
 import base64
-from pathlib import Path
+import functools
 from typing import Any
 
 import jsonschema
 import pytest
 
 from components.jupyterhub import HUB_URL_ANNOTATION
+from policy.chart_versions import SUPPORTED_CHARTS
 from sitectl.mockrun import ProgramRun, Secret, reveal
-from tests.hubload import load_authenticator, load_spawner
+from tests.hubenv import hub_versions, load_in_hub, pins
+from tests.hubload import PROBE_TOKEN, VERSIONS
 from tests.sites import (
     OAUTH_SECRET,
     ROOT,
@@ -23,6 +26,7 @@ from tests.sites import (
 )
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
+GENERIC = "oauthenticator.generic.GenericOAuthenticator"
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "espsrc": {},
@@ -40,10 +44,29 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "hub.oauth.userdataParams": {},
     },
 }
+# Variants only chart 4.x accepts.
+VARIANTS_4X: dict[str, dict[str, Any]] = {
+    "tokens": {
+        "hub.oauth.passAccessTokenToServer": True,
+        "hub.oauth.accessTokenEnvVar": "SRCNET_ACCESS_TOKEN",
+        "hub.oauth.authRefreshAgeSeconds": 120,
+    },
+    "groups-no-pkce": {**VARIANTS["groups"], "hub.oauth.pkce": False},
+}
+VERSIONS_LIST = list(SUPPORTED_CHARTS)
 
 
-def _site(variant: str) -> dict[str, Any]:
-    changes = dict(VARIANTS[variant])
+def variants(version: str) -> dict[str, dict[str, Any]]:
+    if SUPPORTED_CHARTS[version].major >= 4:
+        return {**VARIANTS, **VARIANTS_4X}
+    return VARIANTS
+
+
+CASES = [(v, name) for v in VERSIONS_LIST for name in variants(v)]
+
+
+def _site(version: str, variant: str) -> dict[str, Any]:
+    changes = {"hub.chartVersion": version, **variants(version)[variant]}
     settings = site(**{k: v for k, v in changes.items() if v is not None})
     for key, value in changes.items():
         if value is None:
@@ -56,17 +79,41 @@ def values_of(result: ProgramRun) -> dict[str, Any]:
     return reveal(result.one(RELEASE).inputs["values"])
 
 
-@pytest.fixture(scope="module", params=sorted(VARIANTS))
-def variant(request: pytest.FixtureRequest) -> tuple[str, ProgramRun]:
-    return request.param, run(_site(request.param)).ok()
+@functools.cache
+def _run(version: str, variant: str) -> ProgramRun:
+    return run(_site(version, variant)).ok()
 
 
-def test_values_pass_the_chart_schema(variant: tuple[str, ProgramRun]) -> None:
-    name, result = variant
-    merged = deep_merge(chart_defaults(), values_of(result))
-    validator = jsonschema.Draft7Validator(chart_schema())
+def _runbook_values(version: str) -> dict[str, Any]:
+    """espsrc at this version with the runbook's deprecated `username_key`."""
+    values = values_of(_run(version, "espsrc"))
+    generic = values["hub"]["config"]["GenericOAuthenticator"]
+    generic["username_key"] = generic.pop("username_claim")
+    return values
+
+
+def _without_manage_groups(version: str) -> dict[str, Any]:
+    """The 4.x groups values as 3.x builds them: no manage_groups."""
+    values = values_of(_run(version, "groups"))
+    values["hub"]["config"]["Authenticator"].pop("manage_groups", None)
+    return values
+
+
+@functools.cache
+def loaded(version: str) -> dict[str, Any]:
+    """Every variant of this version, loaded in one subprocess into its hub libraries."""
+    cases = {name: {"values": values_of(_run(version, name))} for name in variants(version)}
+    cases["runbook-username-key"] = {"values": _runbook_values(version)}
+    cases["no-manage-groups"] = {"values": _without_manage_groups(version)}
+    return load_in_hub(version, cases)
+
+
+@pytest.mark.parametrize(("version", "variant"), CASES)
+def test_values_pass_the_chart_schema(version: str, variant: str) -> None:
+    merged = deep_merge(chart_defaults(version), values_of(_run(version, variant)))
+    validator = jsonschema.Draft7Validator(chart_schema(version))
     errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(merged)]
-    assert errors == [], f"{name}: {errors}"
+    assert errors == [], f"{version} {variant}: {errors}"
 
 
 def test_schema_check_can_fail() -> None:
@@ -77,59 +124,102 @@ def test_schema_check_can_fail() -> None:
     assert list(jsonschema.Draft7Validator(chart_schema()).iter_errors(merged))
 
 
-def test_hub_config_loads_cleanly_into_the_hubs_libraries(variant: tuple[str, ProgramRun]) -> None:
-    from oauthenticator.generic import GenericOAuthenticator
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_hub_environment_runs_the_charts_libraries(version: str) -> None:
+    chart = SUPPORTED_CHARTS[version]
+    expected = {
+        "jupyterhub": chart.jupyterhub,
+        "oauthenticator": chart.oauthenticator,
+        "jupyterhub-kubespawner": chart.kubespawner,
+    }
+    assert hub_versions() == sorted(SUPPORTED_CHARTS)
+    pinned = pins(version)
+    assert {k: pinned[k] for k in expected} == expected
+    installed = loaded(version)[VERSIONS]
+    assert {k: installed[k] for k in expected} == expected
+    for name in ("tornado", "traitlets", "jupyter-server"):
+        assert installed[name] == pinned[name], name
 
-    name, result = variant
-    values = values_of(result)
-    authenticator, logged = load_authenticator(values)
-    assert logged == [], f"{name}: {logged}"
-    assert type(authenticator) is GenericOAuthenticator, name
-    oauth = _site(name)["hub"]["oauth"]
-    assert authenticator.username_claim == "preferred_username"
-    assert authenticator.userdata_token_method == "header"
-    assert authenticator.scope == oauth["scopes"]
-    assert authenticator.client_secret == OAUTH_SECRET
-    assert authenticator.oauth_callback_url == result.outputs["oauth_callback_url"]
-    assert authenticator.enable_auth_state is True
-    if name == "groups":
-        assert authenticator.allow_all is False
-        assert authenticator.allowed_groups == {"ska-science"}
-        assert authenticator.admin_groups == {"ska-admins"}
-        assert authenticator.claim_groups_key == "groups"
+
+@pytest.mark.parametrize(("version", "variant"), CASES)
+def test_hub_config_loads_cleanly_into_the_hubs_libraries(version: str, variant: str) -> None:
+    report = loaded(version)[variant]
+    assert "error" not in report, report
+    authenticator = report["authenticator"]
+    assert authenticator["warnings"] == [], f"{version} {variant}"
+    assert authenticator["class"] == GENERIC
+    traits = authenticator["traits"]
+    result = _run(version, variant)
+    oauth = _site(version, variant)["hub"]["oauth"]
+    assert traits["username_claim"] == "preferred_username"
+    assert traits["userdata_token_method"] == "header"
+    assert traits["scope"] == oauth["scopes"]
+    assert traits["client_secret"] == OAUTH_SECRET
+    assert traits["oauth_callback_url"] == result.outputs["oauth_callback_url"]
+    assert traits["enable_auth_state"] is True
+    groups = variant.startswith("groups")
+    assert traits["allow_all"] is (not groups)
+    if groups:
+        assert traits["allowed_groups"] == ["ska-science"]
+        assert traits["admin_groups"] == ["ska-admins"]
+    if SUPPORTED_CHARTS[version].major >= 4:
+        assert traits["manage_groups"] is groups
+        if groups:
+            assert traits["auth_state_groups_key"] == "oauth_user.groups"
+        assert traits["enable_pkce"] is (variant != "groups-no-pkce")
+        assert traits["refresh_pre_spawn"] is True
+        assert traits["auth_refresh_age"] == (120 if variant == "tokens" else 300)
     else:
-        assert authenticator.allow_all is True
+        assert "enable_pkce" not in traits, "oauthenticator 16 has no PKCE"
+        if groups:
+            assert traits["claim_groups_key"] == "groups"
 
 
-def test_runbook_hub_config_would_warn() -> None:
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_only_4x_refreshes_tokens(version: str) -> None:
+    """oauthenticator 17.4 defines refresh_user; with 16.x it is JupyterHub's no-op."""
+    defined_in = loaded(version)["espsrc"]["authenticator"]["defines_refresh_user"]
+    major = SUPPORTED_CHARTS[version].major
+    assert defined_in == ("oauthenticator.oauth2" if major >= 4 else "jupyterhub.auth")
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_runbook_hub_config_would_warn(version: str) -> None:
     """The same loader catches the runbook's deprecated `username_key`."""
-    values = values_of(run().ok())
-    generic = values["hub"]["config"]["GenericOAuthenticator"]
-    generic["username_key"] = generic.pop("username_claim")
-    _, logged = load_authenticator(values)
+    logged = loaded(version)["runbook-username-key"]["authenticator"]["warnings"]
     assert any("username_key is deprecated" in line for line in logged), logged
 
 
-def test_kubespawner_accepts_the_profile_list(
-    variant: tuple[str, ProgramRun], tmp_path: Path
-) -> None:
-    name, result = variant
-    values = values_of(result)
-    spawner, logged = load_spawner(values, tmp_path)
-    assert logged == [], f"{name}: {logged}"
-    profiles = spawner._get_initialized_profile_list(spawner.profile_list)
+def test_4x_refuses_groups_without_manage_groups() -> None:
+    """Why the program writes manage_groups on 4.x: oauthenticator 17 refuses to start."""
+    error = loaded("4.4.0")["no-manage-groups"]["error"]
+    assert "requires GenericOAuthenticator.manage_groups to also be set" in error
+
+
+@pytest.mark.parametrize(("version", "variant"), CASES)
+def test_kubespawner_accepts_the_profile_list(version: str, variant: str) -> None:
+    spawner = loaded(version)[variant]["spawner"]
+    assert spawner["warnings"] == [], f"{version} {variant}"
     expected = {
         p["displayName"]: p.get("image", "quay.io/jupyter/minimal-notebook:2025-11-10")
-        for p in _site(name)["hub"].get("profiles", [])
+        for p in _site(version, variant)["hub"].get("profiles", [])
     }
-    assert [p["display_name"] for p in profiles] == list(expected)
-    form = spawner._render_options_form(profiles) if profiles else ""
-    for profile in profiles:
-        assert profile["display_name"] in form
-        fresh, _ = load_spawner(values, tmp_path)
-        fresh._load_profile(profile["slug"], profiles)
-        assert fresh.image == expected[profile["display_name"]], profile["slug"]
-    assert spawner.default_url == "/lab"
+    assert spawner["profiles"] == list(expected)
+    assert spawner["form_names_all_shown"]
+    assert spawner["images"] == expected
+    assert spawner["default_url"] == "/lab"
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_auth_state_hook_passes_the_access_token(version: str) -> None:
+    """The program's extraConfig hook, run by KubeSpawner as the hub runs it at spawn."""
+    reports = loaded(version)
+    if SUPPORTED_CHARTS[version].major >= 4:
+        environment = reports["tokens"]["spawner"]["environment_after_hook"]
+        assert environment["SRCNET_ACCESS_TOKEN"] == PROBE_TOKEN
+    for variant in VARIANTS:
+        environment = reports[variant]["spawner"]["environment_after_hook"]
+        assert PROBE_TOKEN not in environment.values(), f"{version} {variant}"
 
 
 def test_callback_and_hub_url_share_host_and_base_url() -> None:
@@ -176,7 +266,7 @@ def test_release_settings() -> None:
     release = result.one(RELEASE)
     namespace = result.named("hub-namespace")
     assert release.inputs["chart"] == "jupyterhub"
-    assert release.inputs["version"] == "3.1.0"
+    assert release.inputs["version"] == "3.1.0", "espsrc keeps 3.1.0 until adopted"
     assert release.inputs["repositoryOpts"] == {"repo": "https://hub.jupyter.org/helm-chart/"}
     assert release.inputs["name"] == "jhub-release-gitops"
     assert release.inputs["namespace"] == "jhub-srcnet"
@@ -216,6 +306,13 @@ def test_logo_ships_from_the_repository() -> None:
 
 def test_hub_namespace_outlives_a_destroy() -> None:
     """Deleting the namespace would delete every user's claim in it."""
-    for changes in ({}, {"hub.adoptRelease": True, "hub.dbStorageClass": "local-path"}):
+    for changes in (
+        {},
+        {
+            "hub.adoptRelease": True,
+            "hub.dbStorageClass": "local-path",
+            "hub.adoptedChartVersion": "3.1.0",
+        },
+    ):
         namespace = run(site(**changes)).ok().named("hub-namespace")
         assert namespace.retain_on_delete, changes

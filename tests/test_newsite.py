@@ -104,7 +104,11 @@ def test_a_filled_in_template_plans_with_access_by_group(new_stack: str) -> None
     oauth = values["hub"]["config"]["GenericOAuthenticator"]
     assert oauth["allowed_groups"] == ["/jupyter-users"]
     assert oauth.get("allow_all") is not True
-    assert oauth["claim_groups_key"] == "groups"
+    # A new site runs chart 4.4.0 (oauthenticator 17): the claim's path in the auth state,
+    # and manage_groups, without which 17 refuses allowed_groups.
+    assert values["hub"]["config"]["Authenticator"]["manage_groups"] is True
+    assert oauth["auth_state_groups_key"] == "oauth_user.groups"
+    assert oauth["enable_pkce"] is True
 
 
 def test_new_site_keeps_an_existing_stack_file(new_stack: str) -> None:

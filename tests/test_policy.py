@@ -309,18 +309,117 @@ def test_allow_all_is_advisory(espsrc_report: PolicyReport) -> None:
 
 
 def test_chart_version_is_advisory() -> None:
-    report = check(run(site(**{"hub.chartVersion": "4.0.0"})))
+    report = check(run(site(**{"hub.chartVersion": "4.0.0", "hub.allowUntestedChart": True})))
     [violation] = [v for v in report.violations if v.policy == "chart-version-tested"]
     assert violation.level == "advisory"
     assert violation.message == (
-        "Chart jupyterhub 4.0.0 is not a version this pack was tested with (3.1.0): check its "
-        "values schema and the hub image's libraries."
+        "Chart jupyterhub 4.0.0 is not a version this pack was tested with (3.1.0, 3.3.8, "
+        "4.4.0): check its values schema and the hub image's libraries."
     )
     assert report.mandatory == []
 
 
 def test_chart_version_quiet(espsrc_report: PolicyReport) -> None:
     assert fired(espsrc_report, "chart-version-tested") == []
+
+
+# -- the chart's versions: vulnerabilities, scheduler skew, a major upgrade ---------------
+AT_440 = {"hub.chartVersion": "4.4.0"}
+ADOPTED = {
+    "hub.adoptRelease": True,
+    "hub.dbStorageClass": "local-path",
+    "hub.adoptedChartVersion": "3.1.0",
+}
+
+
+@pytest.fixture(scope="module")
+def report_440() -> PolicyReport:
+    return check(run(site(**AT_440)))
+
+
+def test_vulnerable_chart_fires(espsrc_report: PolicyReport) -> None:
+    [message] = fired(espsrc_report, "chart-version-vulnerable")
+    assert message.startswith("Chart jupyterhub 3.1.0: GHSA-7r3h-4ph8-w38g: JupyterHub 4.0.2 ")
+    assert "fixed in JupyterHub 4.1.0" in message
+    assert message.endswith('Move to chart 4.4.0 (docs/upgrading.md, "The chart, 3.x to 4.4.0").')
+    assert [
+        v.level for v in espsrc_report.violations if v.policy == "chart-version-vulnerable"
+    ] == ["advisory"]
+
+
+@pytest.mark.parametrize("version", ["3.3.8", "4.4.0"])
+def test_vulnerable_chart_quiet(version: str) -> None:
+    report = check(run(site(**{"hub.chartVersion": version})))
+    assert fired(report, "chart-version-vulnerable") == []
+
+
+@pytest.mark.parametrize(
+    ("version", "kubernetes", "scheduler"),
+    [("3.1.0", "1.30", "1.26.9"), ("3.3.8", "1.28", "1.26.15"), ("4.4.0", "1.32", "1.30.14")],
+)
+def test_scheduler_skew_fires(version: str, kubernetes: str, scheduler: str) -> None:
+    report = check(run(site(**{"hub.chartVersion": version, "site.kubernetesVersion": kubernetes})))
+    [message] = fired(report, "user-scheduler-skew")
+    assert message.startswith(
+        f"Chart jupyterhub {version}'s user-scheduler runs kube-scheduler {scheduler} on "
+        f"Kubernetes {kubernetes}, outside the supported skew (one minor version)"
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"site.kubernetesVersion": "1.27"},  # 3.1.0's 1.26 scheduler is one minor behind
+        {"hub.chartVersion": "4.4.0", "site.kubernetesVersion": "1.31"},
+        {"hub.extraValues": {"scheduling": {"userScheduler": {"enabled": False}}}},
+        {"hub.extraValues": {"scheduling": {"userScheduler": {"image": {"tag": "v1.30.14"}}}}},
+    ],
+)
+def test_scheduler_skew_quiet(changes: dict[str, Any]) -> None:
+    assert fired(check(run(site(**changes))), "user-scheduler-skew") == []
+
+
+def test_espsrc_at_440_has_no_chart_advisory(report_440: PolicyReport) -> None:
+    assert report_440.mandatory == []
+    for policy in ("chart-version-vulnerable", "user-scheduler-skew", "chart-major-upgrade"):
+        assert fired(report_440, policy) == [], policy
+
+
+def test_major_upgrade_of_an_adopted_release_fires() -> None:
+    report = check(
+        run(site(**ADOPTED, **AT_440)),
+        {"storage-classes-defined": {"externalClasses": ["local-path"]}},
+    )
+    [message] = fired(report, "chart-major-upgrade")
+    assert message.startswith(
+        "The adopted release runs chart 3.1.0 and the program installs 4.4.0 (a major upgrade)"
+    )
+    for change in ("KubeSpawner 7", "existing users' volumes", "PKCE", "manage_groups",
+                   "the hub and the proxy restart", "hub-db-dir"):  # fmt: skip
+        assert change in message, change
+    assert message.endswith('Follow docs/upgrading.md, "The chart, 3.x to 4.4.0".')
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        ADOPTED,  # adopted at 3.1.0, stays on 3.x
+        {**ADOPTED, "hub.chartVersion": "3.3.8"},
+        {**ADOPTED, "hub.adoptedChartVersion": "4.4.0", **AT_440},
+        AT_440,  # nothing adopted
+    ],
+)
+def test_major_upgrade_quiet(changes: dict[str, Any]) -> None:
+    assert fired(check(run(site(**changes))), "chart-major-upgrade") == []
+
+
+def test_chart_advisories_in_a_first_preview() -> None:
+    """With the release's values unknown, the rules read the settings ConfigMap."""
+    report = check(
+        run(site(**ADOPTED, **AT_440, **{"site.kubernetesVersion": "1.32"}), preview=True)
+    )
+    assert fired(report, "chart-major-upgrade")
+    assert fired(report, "user-scheduler-skew")
 
 
 # -- values of the wrong shape (hub.extraValues can hold anything) ------------------------
@@ -550,7 +649,13 @@ def test_runbook_values_fail_the_plan(tmp_path: Path) -> None:
 def test_espsrc_plan_exits_0_with_a_policy_summary(tmp_path: Path) -> None:
     result = plan("espsrc", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "Policies: 13 run, 0 mandatory violations, 2 advisory" in result.stdout
+    # espsrc keeps chart 3.1.0 until it is adopted: the vulnerable JupyterHub and the old
+    # user-scheduler on its Kubernetes 1.30 are advised, besides allow_all and unenforced
+    # claim sizes.
+    assert "Policies: 16 run, 0 mandatory violations, 4 advisory" in result.stdout
+    for policy in ("allow-all-admits-everyone", "chart-version-vulnerable", "user-scheduler-skew"):
+        assert f"[advisory] {policy} (hub-release)" in result.stdout, policy
+    assert "[advisory] capacity-enforced (" in result.stdout
 
 
 def test_plan_policy_config_file(tmp_path: Path) -> None:
@@ -610,7 +715,7 @@ def test_extra_values_cannot_carry_secrets() -> None:
 
 
 def test_adopted_resources_changed_fires_and_stays_quiet() -> None:
-    adopted = run(site(**{"hub.adoptRelease": True, "hub.dbStorageClass": "local-path"}))
+    adopted = run(site(**ADOPTED))
     report = check(
         adopted,
         **{"adopted-resources-changed": {"adopted": {"hub-release": "jhub-srcnet/jhub"}}},

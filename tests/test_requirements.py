@@ -17,7 +17,7 @@ RUNTIME_CODE = [
     *sorted((ROOT / "policy").glob("*.py")),
     *sorted((ROOT / "sitectl").glob("*.py")),
 ]
-LOCAL = {"components", "sitectl", "policy", "rules"}
+LOCAL = {"components", "sitectl", "policy", "rules", "chart_versions"}
 
 
 def imported_modules() -> set[str]:

@@ -54,6 +54,7 @@ FULL = changed(
         "hub.chartVersion": "3.1.0",
         "hub.adoptRelease": True,
         "hub.dbStorageClass": "local-path",
+        "hub.adoptedChartVersion": "3.1.0",
         "hub.oauth.usernameClaim": "preferred_username",
         "hub.oauth.userdataParams": {"state": "login"},
         "hub.singleuser.defaultUrl": "/lab",

@@ -14,7 +14,7 @@ import pytest
 
 from components.config import ConfigError
 from sitectl.mockrun import ProgramRun, reveal
-from tests.hubload import load_authenticator
+from tests.hubenv import load_in_hub
 from tests.sites import (
     OAUTH_SECRET,
     SECRETS,
@@ -93,13 +93,13 @@ def test_vault_mode_keeps_the_secret_out_of_values(vault_run: ProgramRun) -> Non
         assert OAUTH_SECRET not in json.dumps(reveal(res.inputs), default=str), res.name
 
 
-def test_the_hub_reads_the_secret_from_its_environment(
-    vault_run: ProgramRun, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("OAUTH_CLIENT_SECRET", "from-the-kubernetes-secret")
-    authenticator, logged = load_authenticator(reveal(vault_run.one(RELEASE).inputs["values"]))
-    assert logged == []
-    assert authenticator.client_secret == "from-the-kubernetes-secret"
+def test_the_hub_reads_the_secret_from_its_environment(vault_run: ProgramRun) -> None:
+    values = reveal(vault_run.one(RELEASE).inputs["values"])
+    version = vault_run.one(RELEASE).inputs["version"]
+    case = {"values": values, "env": {"OAUTH_CLIENT_SECRET": "from-the-kubernetes-secret"}}
+    report = load_in_hub(version, {"vault": case})["vault"]["authenticator"]
+    assert report["warnings"] == []
+    assert report["traits"]["client_secret"] == "from-the-kubernetes-secret"
 
 
 def test_pulumi_mode_has_no_external_secret() -> None:

@@ -2,8 +2,13 @@
 
     browser --https--> HAProxy 127.0.0.1:443 (site TLS frontend + generated lines)
             --http---> configurable-http-proxy 0.0.0.0:<nodePort> on "nodes" 127.0.0.1-3
-            --http---> JupyterHub 4.0.2 on 127.0.0.1 (hub.config from the generator)
+            --http---> JupyterHub on 127.0.0.1 (hub.config from the generator)
     browser and hub --https--> oidc-provider on 127.0.0.1 (issuer https://127.0.0.1:<port>)
+
+A chain runs one chart generation: its hub libraries from `.venv-hub/<chart version>`
+(JupyterHub 4.0.2 with oauthenticator 16.1.0 for chart 3.1.0, JupyterHub 5.5.0 with
+oauthenticator 17.4.0 for 4.4.0) and the configurable-http-proxy that chart runs (4.6.1,
+or 5.2.0 installed beside it under the npm alias configurable-http-proxy-5).
 
 `LoginChain` starts the identity provider once per test module, with one client per
 site variant, registered from that variant's generated hub.config (client id, secret,
@@ -23,13 +28,15 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from policy.chart_versions import SUPPORTED_CHARTS, chart_major
+from tests.hubenv import hub_bin, hub_python
 
 from .generated import Generated, HaproxySnippet, generate
 from .pki import CertificateAuthority, IssuedCert
@@ -46,7 +53,11 @@ from .processes import (
 HERE = Path(__file__).resolve().parent
 IDP_DIR = HERE / "idp"
 HUB_CONFIG_FILE = HERE / "jupyterhub_config.py"
-CHP_BIN = IDP_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
+# configurable-http-proxy as each chart generation runs it (tests/login/idp/package.json).
+CHP_SCRIPTS = {
+    3: IDP_DIR / "node_modules" / "configurable-http-proxy" / "bin" / "configurable-http-proxy",
+    4: IDP_DIR / "node_modules" / "configurable-http-proxy-5" / "bin" / "configurable-http-proxy",
+}
 
 HUB_HOST = "hub.example.test"
 # The site's NodePort; another free one in the NodePort range is taken when it is held.
@@ -100,6 +111,10 @@ class SiteSpec:
     # as it should be. Anything else models a provider registration that drifted
     # from the deployed configuration.
     registered_base_url: str | None = None
+    # Further hub.oauth settings of the site (chart 4.x keys such as passAccessTokenToServer).
+    oauth: dict[str, Any] = field(default_factory=dict)
+    # The provider's access-token lifetime for this client, in seconds (default one hour).
+    access_token_ttl: int | None = None
 
     @property
     def client_id(self) -> str:
@@ -159,6 +174,37 @@ class RunningSite:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return json.load(response)
 
+    def api_delete(self, path: str) -> None:
+        """DELETE on the hub's REST API (stopping a server), as the test's service."""
+        request = urllib.request.Request(  # noqa: S310 - the hub's loopback API
+            f"{self.hub_api_url}/{path.lstrip('/')}",
+            headers={"Authorization": f"token {self.service_token}"},
+            method="DELETE",
+        )
+        with urllib.request.urlopen(request, timeout=60):  # noqa: S310
+            pass
+
+    def server_environment(self, username: str) -> dict[str, str]:
+        """The environment of the user's running server process (spawned locally)."""
+        api_url = f"http://127.0.0.1:{self.hub_api_url.split(':')[2].split('/')[0]}"
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                raw = (proc / "environ").read_bytes()
+            except OSError:
+                continue
+            env = dict(
+                item.split("=", 1)
+                for item in raw.decode(errors="replace").split("\0")
+                if "=" in item
+            )
+            if env.get("JUPYTERHUB_USER") == username and env.get(
+                "JUPYTERHUB_API_URL", ""
+            ).startswith(api_url):
+                return env
+        raise ChainError(f"no server process of {username} for the hub at {api_url}")
+
     def backend_servers(self) -> list[dict[str, str]]:
         """HAProxy's `show stat` rows for the servers of the hub backend."""
         rows = _haproxy_stats(self.haproxy_socket)
@@ -185,7 +231,13 @@ def _haproxy_stats(sock_path: Path) -> list[dict[str, str]]:
 class LoginChain:
     """Identity provider and the machinery to run site variants behind HAProxy."""
 
-    def __init__(self, workdir: Path, sites: list[SiteSpec]):
+    def __init__(self, workdir: Path, sites: list[SiteSpec], chart_version: str):
+        if chart_version not in SUPPORTED_CHARTS:
+            raise ChainError(f"chart {chart_version} is not a supported version")
+        self.chart_version = chart_version
+        self.generation = chart_major(chart_version)
+        # Fails (skips) here, before anything starts, when the hub libraries are missing.
+        self.hub_python = hub_python(chart_version)
         self.workdir = workdir
         self.registry = ProcessRegistry()
         self.ca = CertificateAuthority(workdir / "pki")
@@ -221,7 +273,9 @@ class LoginChain:
             token_url=self.token_url,
             userdata_url=self.userdata_url,
             login_service=LOGIN_SERVICE,
+            chart_version=self.chart_version,
             allowed_groups=spec.allowed_groups,
+            oauth=spec.oauth,
         )
 
     def _generate(self, spec: SiteSpec) -> SiteConfig:
@@ -244,9 +298,10 @@ class LoginChain:
                 "client_id": site.spec.client_id,
                 "client_secret": site.client_secret,
                 "redirect_uris": [site.registered_redirect_uri],
-                # oauthenticator 16.1.0 with basic_auth False (its default) puts
-                # client_id and client_secret into the token request's form body.
+                # oauthenticator with basic_auth False (its default) puts client_id
+                # and client_secret into the token request's form body.
                 "token_endpoint_auth_method": "client_secret_post",
+                "access_token_ttl": site.spec.access_token_ttl,
             }
             for site in self.sites.values()
         ]
@@ -281,6 +336,31 @@ class LoginChain:
         wrong = {k: discovery.get(k) for k, v in expected.items() if discovery.get(k) != v}
         if wrong:
             raise ChainError(f"provider endpoints differ from the hub.config's: {wrong}")
+
+    def idp_grants(self) -> list[tuple[str, str]]:
+        """(client id, grant type) of every token grant the provider has granted so far."""
+        if self.idp is None:
+            return []
+        grants = []
+        for line in self.idp.log_path.read_text(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "grant.success":
+                grants.append((parts[1], parts[2]))
+        return grants
+
+    def revoke(self, site: SiteConfig, token: str) -> None:
+        """Revoke a token at the provider, as the site's client (RFC 7009)."""
+        body = urllib.parse.urlencode(
+            {
+                "token": token,
+                "client_id": site.spec.client_id,
+                "client_secret": site.client_secret,
+            }
+        ).encode()
+        request = urllib.request.Request(f"{self.issuer}/token/revocation", data=body)  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10, context=self.ssl_context) as response:  # noqa: S310
+            if response.status != 200:
+                raise ChainError(f"revocation answered {response.status}")
 
     def fetch_json(self, url: str, data: dict[str, str] | None = None) -> Any:
         """GET (or POST a form to) an https URL of the provider, trusting only the test CA."""
@@ -320,7 +400,13 @@ class LoginChain:
         service_token = secrets.token_hex(32)
         proxy_pid_file = sitedir / "proxy.pid"
         hub_input = {
-            "values": {"hub": {"baseUrl": base_url, "config": site.hub_config}},
+            "values": {
+                "hub": {
+                    "baseUrl": base_url,
+                    "config": site.hub_config,
+                    "extraConfig": site.generated.extra_config,
+                }
+            },
             "runtime": {
                 "db_url": f"sqlite:///{sitedir / 'jupyterhub.sqlite'}",
                 "cookie_secret_file": str(sitedir / "jupyterhub_cookie_secret"),
@@ -329,7 +415,12 @@ class LoginChain:
                 # Like a NodePort, on every address of the "node" (127.0.0.1-3 included).
                 "proxy_public_ip": "0.0.0.0",  # noqa: S104
                 "node_port": node_port,
-                "proxy_command": [str(CHP_BIN)],
+                "proxy_command": [
+                    shutil.which("node") or "node",
+                    str(CHP_SCRIPTS[self.generation]),
+                ],
+                "singleuser_command": str(hub_bin(self.chart_version, "jupyterhub-singleuser")),
+                "home_dir_template": str(sitedir / "home" / "{username}"),
                 "proxy_api_url": f"http://127.0.0.1:{api_port}",
                 "proxy_pid_file": str(proxy_pid_file),
                 "ca_certs": str(self.ca.cert_path),
@@ -344,7 +435,7 @@ class LoginChain:
         try:
             hub = self.registry.start(
                 f"jupyterhub[{spec.name}]",
-                [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG_FILE)],
+                [str(self.hub_python), "-m", "jupyterhub", "-f", str(HUB_CONFIG_FILE)],
                 logs / f"hub-{spec.name}.log",
                 cwd=sitedir,
                 env={**_clean_env(), "LOGIN_TEST_SITE": str(site_file)},

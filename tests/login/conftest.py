@@ -100,14 +100,27 @@ def _npm_ci_if_needed() -> None:
         raise ChainError(f"npm ci in {IDP_DIR} failed:\n{result.stdout}{result.stderr}")
 
 
+# Both chart generations: 3.1.0 (JupyterHub 4.0.2, oauthenticator 16.1.0, proxy 4.6.1) and
+# 4.4.0 (JupyterHub 5.5.0, oauthenticator 17.4.0, proxy 5.2.0). A module whose cases exist
+# on one generation only overrides this fixture.
+LOGIN_CHART_VERSIONS = ("3.1.0", "4.4.0")
+
+
+@pytest.fixture(scope="module", params=LOGIN_CHART_VERSIONS)
+def chart_version(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
 def login_chain(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, chart_version: str
 ) -> Iterator[LoginChain]:
     """The identity provider, started once with a client per site variant of the module."""
     _require_prerequisites()
     sites: list[SiteSpec] = request.module.SITES
-    chain = LoginChain(tmp_path_factory.mktemp("login-chain"), sites)
+    chain = LoginChain(
+        tmp_path_factory.mktemp(f"login-chain-{chart_version}"), sites, chart_version
+    )
     _ACTIVE_CHAINS.append(chain)
     try:
         chain.start_idp()

@@ -31,6 +31,8 @@ class HaproxySnippet:
 @dataclass(frozen=True)
 class Generated:
     hub_config: dict[str, dict[str, Any]]
+    extra_config: dict[str, str]
+    """`hub.extraConfig`: Python the chart's hub runs after hub.config."""
     haproxy: HaproxySnippet
     hub_url: str
     callback_url: str
@@ -48,14 +50,17 @@ def generate(
     token_url: str,
     userdata_url: str,
     login_service: str,
+    chart_version: str,
     allowed_groups: Sequence[str] | None = None,
+    oauth: Mapping[str, Any] | None = None,
 ) -> Generated:
     """Run the program for a site like espsrc but pointing at the test's chain.
 
     `allowed_groups=None` keeps espsrc's `allowAll`; a list admits only those groups,
-    read from the `groups` claim.
+    read from the `groups` claim. `oauth` sets further `hub.oauth` keys.
     """
     changes: dict[str, Any] = {
+        "hub.chartVersion": chart_version,
         "site.hubHost": hub_host,
         "hub.baseUrl": base_url,
         "hub.nodePort": node_port,
@@ -78,6 +83,8 @@ def generate(
                 "hub.oauth.allowedGroups": list(allowed_groups),
             }
         )
+    for key, value in (oauth or {}).items():
+        changes[f"hub.oauth.{key}"] = value
     result = run(
         site(**changes), {"oauthClientSecret": client_secret, "sshPrivateKey": SSH_KEY}
     ).ok()
@@ -88,6 +95,7 @@ def generate(
         raise ValueError("haproxy_config has no backend part")
     return Generated(
         hub_config=values["hub"]["config"],
+        extra_config=dict(values["hub"].get("extraConfig") or {}),
         haproxy=HaproxySnippet(frontend=frontend, backend=backend),
         hub_url=str(result.outputs["hub_url"]),
         callback_url=str(result.outputs["oauth_callback_url"]),

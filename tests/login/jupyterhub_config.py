@@ -1,4 +1,4 @@
-"""JupyterHub config for the login tests: loads `hub.config` the way chart 3.1.0 does.
+"""JupyterHub config for the login tests: loads `hub.config` the way the chart does.
 
 The hub runs as `python -m jupyterhub -f <this file>` with LOGIN_TEST_SITE naming a
 JSON file the test wrote: `values` (the chart values that matter here: `hub.baseUrl`
@@ -10,7 +10,10 @@ Order follows z2jh's `jupyterhub_config.py`:
    then `hub.baseUrl` into `JupyterHub.base_url`;
 2. every `hub.config` section copied into `c` with `c[section].update(...)`, after
    dropping the keys the chart takes from its Secret instead;
-3. then, like `hub.extraConfig`, what only the test needs.
+3. `hub.extraConfig` entries in name order, as the chart runs them;
+4. then what only the test needs.
+
+The hub runs from the chart version's own hub libraries (`.venv-hub/<version>`).
 """
 
 import json
@@ -25,8 +28,12 @@ values = site["values"]
 runtime = site["runtime"]
 
 # --- 1. What the chart sets before hub.config, with local stand-ins ----------------------
-# No Kubernetes: a local spawner class. The tests never start a user server.
+# No Kubernetes: a spawner that runs the user's server as a local process, from the same
+# hub libraries (jupyterhub-singleuser on jupyter-server), as root here.
 c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+c.Spawner.cmd = [runtime["singleuser_command"]]
+c.Spawner.args = ["--allow-root"]
+c.SimpleLocalProcessSpawner.home_dir_template = runtime["home_dir_template"]
 c.JupyterHub.cleanup_servers = True
 c.JupyterHub.db_url = runtime["db_url"]
 c.JupyterHub.cookie_secret_file = runtime["cookie_secret_file"]
@@ -60,7 +67,11 @@ for section, section_config in values.get("hub", {}).get("config", {}).items():
         cfg.pop("keys", None)
     c[section].update(cfg)
 
-# --- 3. Test-only additions (the place of hub.extraConfig) -----------------------------------
+# --- 3. hub.extraConfig, in name order, with `c` in scope (z2jh runs them so) ---------------
+for _name, _code in sorted(values.get("hub", {}).get("extraConfig", {}).items()):
+    exec(compile(_code, f"<hub.extraConfig.{_name}>", "exec"), {"c": c})  # noqa: S102
+
+# --- 4. Test-only additions -------------------------------------------------------------------
 # Trust the test CA for the hub's own calls to the token and userinfo endpoints.
 # oauthenticator passes http_request_kwargs to every tornado HTTPRequest; `ca_certs` works
 # with both the simple and the curl HTTP client (the chart's hub uses curl, which ignores
@@ -72,8 +83,7 @@ request_kwargs = {
 request_kwargs["ca_certs"] = runtime["ca_certs"]
 c.GenericOAuthenticator.http_request_kwargs = request_kwargs
 
-# Land on the hub home page after login: the default would start a user server,
-# which needs Kubernetes and is not what these tests prove.
+# Land on the hub home page after login: the tests that start a server ask for it.
 c.JupyterHub.redirect_to_server = False
 
 # A service token that can read users and their auth state through the REST API.
@@ -81,7 +91,7 @@ c.JupyterHub.services = [{"name": "login-test", "api_token": runtime["service_to
 c.JupyterHub.load_roles = [
     {
         "name": "login-test-reader",
-        "scopes": ["list:users", "read:users", "admin:auth_state"],
+        "scopes": ["list:users", "read:users", "admin:auth_state", "servers"],
         "services": ["login-test"],
     }
 ]

@@ -8,10 +8,14 @@
 // minimal login and consent UI, so that a real browser walks the same pages a person
 // would: a username/password form, then a consent page.
 //
-// Settings that matter for the hub (oauthenticator 16.1.0, GenericOAuthenticator):
+// Settings that matter for the hub (oauthenticator 16.1.0 and 17.4.0, GenericOAuthenticator):
 // - token_endpoint_auth_method client_secret_post: with its default basic_auth=False
 //   oauthenticator sends client_id and client_secret in the token request body.
-// - PKCE not required: oauthenticator 16.1.0 sends no code_challenge.
+// - PKCE not required, checked when sent: oauthenticator 16.1.0 sends no code_challenge,
+//   17.4.0 sends S256 by default.
+// - a client may have short-lived access tokens (access_token_ttl, seconds), with no clock
+//   tolerance, so a test can wait for expiry and watch the hub refresh; the revocation
+//   endpoint lets a test revoke a refresh token.
 // - refresh tokens: oidc-provider issues one only for the offline_access scope, and
 //   keeps that scope only when the authorization request carries prompt=consent.
 // - custom claim "groups" mapped to the "profile" scope, so it appears in the
@@ -35,6 +39,10 @@ const usersByName = new Map(cfg.users.map((u) => [u.username, u]));
 // A fresh signing key per run: ID tokens only have to verify while the test runs.
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingKey = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: 'login-test' };
+
+const accessTokenTtl = new Map(
+  cfg.clients.filter((c) => c.access_token_ttl).map((c) => [c.client_id, c.access_token_ttl]),
+);
 
 const claimsByScope = cfg.claims ?? {
   openid: ['sub'],
@@ -76,7 +84,10 @@ const configuration = {
   features: {
     // Our own interaction pages below replace the development ones.
     devInteractions: { enabled: false },
+    revocation: { enabled: true },
   },
+  // An expired token is expired: by default the provider accepts one for 15 s more.
+  clockTolerance: 0,
   interactions: {
     url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
   },
@@ -84,7 +95,7 @@ const configuration = {
   // Explicit lifetimes (seconds), long enough for one test run; also keeps the log free
   // of the provider's notices about default TTL functions.
   ttl: {
-    AccessToken: 3600,
+    AccessToken: (_ctx, _token, client) => accessTokenTtl.get(client?.clientId) ?? 3600,
     AuthorizationCode: 60,
     Grant: 3600,
     IdToken: 3600,
@@ -99,7 +110,8 @@ const provider = new Provider(cfg.issuer, configuration);
 provider.on('server_error', (_ctx, err) => console.error('server_error', err));
 provider.on('authorization.error', (_ctx, err) => console.error('authorization.error', err.message, err.error_description ?? ''));
 provider.on('grant.error', (_ctx, err) => console.error('grant.error', err.message, err.error_description ?? ''));
-provider.on('grant.success', (ctx) => console.log('grant.success', ctx.oidc.client?.clientId));
+// The tests read these lines to see which grants reached the provider.
+provider.on('grant.success', (ctx) => console.log('grant.success', ctx.oidc.client?.clientId, ctx.oidc.params?.grant_type));
 provider.on('userinfo.error', (_ctx, err) => console.error('userinfo.error', err.message));
 
 function escapeHtml(value) {
