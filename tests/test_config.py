@@ -15,6 +15,11 @@ DNS_LABEL = (
     "is not a DNS label (lowercase letters, digits and '-', 1-63 characters, "
     "starting and ending with a letter or digit)"
 )
+EVIL = "203.0.113.9"
+SCOPED = (
+    "is an IPv6 address with a scope id (%...): HAProxy cannot use a scoped address; give the "
+    "node's global or unique-local address"
+)
 HTTPS = "is not an https:// URL with a host name and no spaces or credentials"
 SYSTEM_DIR = (
     "is a system directory or one that holds others: mounting the share there would hide what "
@@ -151,6 +156,14 @@ BAD: list[tuple[str, Any, str]] = [
         'nodes.hosts[1].address: "192.168.250.195; reboot" is not an IP address or a lowercase '
         "DNS name",
     ),
+    # A scope id took anything after the '%': here a second HAProxy server line.
+    (
+        "nodes.hosts[1].address",
+        f"fe80::1%eth0\n    server evil {EVIL}:80 check",
+        f'nodes.hosts[1].address: "fe80::1%eth0\\n    server evil {EVIL}:80 check" {SCOPED}',
+    ),
+    ("nodes.hosts[0].address", "fe80::1%eth0", f'nodes.hosts[0].address: "fe80::1%eth0" {SCOPED}'),
+    ("nodes.bastion.host", 'fe80::1%a "b', f'nodes.bastion.host: "fe80::1%a \\"b" {SCOPED}'),
     ("nodes.hosts[0].name", "K8S_master", f'nodes.hosts[0].name: "K8S_master" {DNS_LABEL}'),
     (
         "nodes.hosts[2].name",
