@@ -260,6 +260,16 @@ class OAuthSettings(_Model):
 
     @model_validator(mode="after")
     def _someone_can_log_in(self) -> OAuthSettings:
+        if self.allow_all and self.allowed_groups:
+            # oauthenticator admits on allow_all before it reads any group: the groups
+            # would restrict nothing.
+            raise KeyedError(
+                "allowAll",
+                True,
+                "admits every account of the provider, whatever allowedGroups says "
+                "(oauthenticator checks allow_all first): remove allowAll to admit only "
+                "allowedGroups, or remove allowedGroups to admit everyone",
+            )
         if not self.allow_all and not self.allowed_groups:
             raise KeyedError(
                 "allowAll",

@@ -322,6 +322,18 @@ def _allow_all(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
         )
 
 
+def _allow_all_with_groups(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    oauth = _oauth(hub)
+    groups = oauth.get("allowed_groups")
+    if oauth.get("allow_all") is True and groups:
+        report(
+            f"allow_all is set together with allowed_groups {groups!r}: oauthenticator "
+            "admits every account on allow_all before it looks at groups, so the groups "
+            "restrict nothing. Remove allow_all (hub.oauth.allowAll) to admit only the groups.",
+            hub.release.urn,
+        )
+
+
 def _storage_classes_defined(args: StackValidationArgs, report: ReportViolation) -> None:
     defined = {_metadata_name(r)[0] for r in args.resources if r.resource_type == STORAGE_CLASS}
     # Classes that exist outside the stack on purpose: an adopted release's database
@@ -526,6 +538,12 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         description="Storage classes keep users' data when a claim is deleted (not Delete).",
         enforcement_level=EnforcementLevel.MANDATORY,
         validate=_reclaim_policy,
+    ),
+    StackValidationPolicy(
+        name="allow-all-with-groups",
+        description="allow_all is not combined with allowed_groups, which it would override.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=stack_rule(_allow_all_with_groups),
     ),
     StackValidationPolicy(
         name="allow-all-admits-everyone",

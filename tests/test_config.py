@@ -20,6 +20,11 @@ SCOPED = (
     "is an IPv6 address with a scope id (%...): HAProxy cannot use a scoped address; give the "
     "node's global or unique-local address"
 )
+ALLOW_ALL_WITH_GROUPS = (
+    "admits every account of the provider, whatever allowedGroups says (oauthenticator checks "
+    "allow_all first): remove allowAll to admit only allowedGroups, or remove allowedGroups to "
+    "admit everyone"
+)
 HTTPS = "is not an https:// URL with a host name and no spaces or credentials"
 SYSTEM_DIR = (
     "is a system directory or one that holds others: mounting the share there would hide what "
@@ -134,10 +139,15 @@ BAD: list[tuple[str, Any, str]] = [
         "(oauthenticator 16 refuses every user otherwise)",
     ),
     (
-        "hub.oauth.allowedGroups",
-        ["science"],
+        "hub.oauth.adminGroups",
+        ["admins"],
         "hub.oauth.claimGroupsKey: null is required with allowedGroups or adminGroups "
         "(the claim that lists groups)",
+    ),
+    (
+        "hub.oauth.allowedGroups",
+        ["science"],
+        f"hub.oauth.allowAll: true {ALLOW_ALL_WITH_GROUPS}",
     ),
     ("hub.oauth.scopes", "openid profile", 'hub.oauth.scopes: "openid profile" is not a list'),
     ("nodes.mountPath", "/mnt/k8s shared", f'nodes.mountPath: "/mnt/k8s shared" {PATH}'),
@@ -248,6 +258,20 @@ def test_bad_config_is_one_line_and_registers_nothing(key: str, value: Any, mess
     assert result.resources == [], (
         f"{key}={value!r} registered {[r.name for r in result.resources]}"
     )
+
+
+def test_allow_all_cannot_be_narrowed_by_groups() -> None:
+    """A new user copies espsrc (allowAll: true) and adds groups to restrict access: refused,
+    with the line saying which key to remove; removing allowAll then plans."""
+    groups = {"hub.oauth.allowedGroups": ["science"], "hub.oauth.claimGroupsKey": "groups"}
+    refused = run(site(**groups))
+    assert isinstance(refused.error, ConfigError)
+    assert str(refused.error) == f"hub.oauth.allowAll: true {ALLOW_ALL_WITH_GROUPS}"
+    assert refused.resources == []
+    for allow_all in (DELETE, False):
+        run(site(**groups, **{"hub.oauth.allowAll": allow_all})).ok()
+    # Admins by group, everyone admitted: no restriction is implied, so it stays allowed.
+    run(site(**{"hub.oauth.adminGroups": ["admins"], "hub.oauth.claimGroupsKey": "groups"})).ok()
 
 
 def test_unknown_top_level_key_is_named() -> None:

@@ -13,6 +13,7 @@ from components.jupyterhub import HUB_URL_ANNOTATION
 from sitectl.mockrun import ProgramRun, Secret, reveal
 from tests.hubload import load_authenticator, load_spawner
 from tests.sites import (
+    DELETE,
     OAUTH_SECRET,
     ROOT,
     chart_defaults,
@@ -219,3 +220,31 @@ def test_hub_namespace_outlives_a_destroy() -> None:
     for changes in ({}, {"hub.adoptRelease": True, "hub.dbStorageClass": "local-path"}):
         namespace = run(site(**changes)).ok().named("hub-namespace")
         assert namespace.retain_on_delete, changes
+
+
+def _admitted(values: dict[str, Any], groups: list[str]) -> bool:
+    """Would the hub's own authenticator admit a user with these groups in userinfo?"""
+    import asyncio
+
+    authenticator, _ = load_authenticator(values)
+    auth_model = {
+        "name": "bob",
+        "admin": None,
+        "auth_state": {"oauth_user": {"preferred_username": "bob", "groups": groups}},
+    }
+    return asyncio.run(authenticator.check_allowed("bob", auth_model))
+
+
+def test_allow_all_next_to_groups_would_admit_anyone() -> None:
+    """Why the program refuses allowAll with allowedGroups: oauthenticator's allow_all wins.
+    The config the refusal leads to (allowAll removed) admits members only."""
+    groups = {"hub.oauth.allowedGroups": ["science"], "hub.oauth.claimGroupsKey": "groups"}
+    assert run(site(**groups)).error is not None, "the program refuses the combination"
+    restricted = values_of(run(site(**groups, **{"hub.oauth.allowAll": DELETE})).ok())
+    assert _admitted(restricted, ["science"]) is True
+    assert _admitted(restricted, ["other"]) is False
+    # What de39cf7 deployed for that config: everyone in.
+    both = deep_merge(
+        restricted, {"hub": {"config": {"GenericOAuthenticator": {"allow_all": True}}}}
+    )
+    assert _admitted(both, ["other"]) is True

@@ -294,6 +294,31 @@ def test_allow_all_is_advisory(espsrc_report: PolicyReport) -> None:
     assert fired(check(groups), "allow-all-admits-everyone") == []
 
 
+def test_allow_all_with_groups_fires_on_the_merged_values() -> None:
+    """Groups added through hub.extraValues next to allowAll restrict nothing either."""
+    groups = {"allowed_groups": ["science"], "claim_groups_key": "groups"}
+    report = check(extra_values({"hub": {"config": {"GenericOAuthenticator": groups}}}))
+    [violation] = [v for v in report.mandatory if v.policy == "allow-all-with-groups"]
+    assert violation.message == (
+        "allow_all is set together with allowed_groups ['science']: oauthenticator admits every "
+        "account on allow_all before it looks at groups, so the groups restrict nothing. "
+        "Remove allow_all (hub.oauth.allowAll) to admit only the groups."
+    )
+    # allow_all from extraValues, over a site restricted to groups: the same.
+    restricted = {
+        "hub.oauth.allowAll": False,
+        "hub.oauth.claimGroupsKey": "groups",
+        "hub.oauth.allowedGroups": ["ska"],
+    }
+    sneaked = {"hub": {"config": {"OAuthenticator": {"allow_all": True}}}}
+    assert fired(check(extra_values(sneaked, **restricted)), "allow-all-with-groups")
+    assert fired(check(run(site(**restricted))), "allow-all-with-groups") == []
+
+
+def test_allow_all_with_groups_quiet(espsrc_report: PolicyReport) -> None:
+    assert fired(espsrc_report, "allow-all-with-groups") == []
+
+
 def test_chart_version_is_advisory() -> None:
     report = check(run(site(**{"hub.chartVersion": "4.0.0"})))
     [violation] = [v for v in report.violations if v.policy == "chart-version-tested"]
@@ -536,7 +561,7 @@ def test_runbook_values_fail_the_plan(tmp_path: Path) -> None:
 def test_espsrc_plan_exits_0_with_a_policy_summary(tmp_path: Path) -> None:
     result = plan("espsrc", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "Policies: 12 run, 0 mandatory violations, 1 advisory" in result.stdout
+    assert "Policies: 13 run, 0 mandatory violations, 1 advisory" in result.stdout
 
 
 def test_plan_policy_config_file(tmp_path: Path) -> None:
