@@ -336,9 +336,24 @@ class SingleuserSettings(_Model):
     )
 
 
+def _no_markup(value: str) -> str:
+    # KubeSpawner's spawn form (form.html) renders these without escaping (its Jinja
+    # environment has no autoescape): '<' and '&' would be markup on the page. Refused
+    # rather than escaped, so the text reads the same whether or not a later KubeSpawner
+    # escapes it.
+    if any(ch in value for ch in "<>&"):
+        raise ValueError(
+            "contains '<', '>' or '&', which the spawn page would read as HTML; use plain text"
+        )
+    return value
+
+
+ProfileText = Annotated[str, AfterValidator(v.one_line), AfterValidator(_no_markup)]
+
+
 class Profile(_Model):
-    display_name: OneLine = Field(description="title shown in the profile list")
-    description: OneLine | None = Field(default=None, description="line under the title")
+    display_name: ProfileText = Field(description="title shown in the profile list")
+    description: ProfileText | None = Field(default=None, description="line under the title")
     default: bool = Field(default=False, description="preselected profile")
     image: ImageRef | None = Field(default=None, description="image instead of the default")
 

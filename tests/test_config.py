@@ -25,6 +25,7 @@ ALLOW_ALL_WITH_GROUPS = (
     "allow_all first): remove allowAll to admit only allowedGroups, or remove allowedGroups to "
     "admit everyone"
 )
+MARKUP = "contains '<', '>' or '&', which the spawn page would read as HTML; use plain text"
 HTTPS = "is not an https:// URL with a host name and no spaces or credentials"
 SYSTEM_DIR = (
     "is a system directory or one that holds others: mounting the share there would hide what "
@@ -234,6 +235,17 @@ BAD: list[tuple[str, Any, str]] = [
         'hub.logo: "../../etc/passwd" is not a file inside this repository',
     ),
     ("hub.logo", "Pulumi.yaml", 'hub.logo: "Pulumi.yaml" is not a PNG file'),
+    (
+        "hub.profiles[0].displayName",
+        "<script>alert(1)</script>",
+        'hub.profiles[0].displayName: "<script>alert(1)</script>" ' + MARKUP,
+    ),
+    (
+        "hub.profiles[1].description",
+        'R &amp; Julia <img src=x onerror="alert(1)">',
+        'hub.profiles[1].description: "R &amp; Julia <img src=x onerror=\\"alert(1)\\">" ' + MARKUP,
+    ),
+    ("hub.profiles[1].displayName", "a > b", f'hub.profiles[1].displayName: "a > b" {MARKUP}'),
     (
         "hub.profiles[1].default",
         True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,44 @@ def test_allow_all_next_to_groups_would_admit_anyone() -> None:
         restricted, {"hub": {"config": {"GenericOAuthenticator": {"allow_all": True}}}}
     )
     assert _admitted(both, ["other"]) is True
+
+
+class _FormText(HTMLParser):
+    """The spawn form's profile titles (h3) and descriptions (p), and every tag seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.texts: dict[str, list[str]] = {"h3": [], "p": []}
+        self._open: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self._open = tag if tag in self.texts else None
+
+    def handle_data(self, data: str) -> None:
+        if self._open:
+            self.texts[self._open].append(data)
+            self._open = None
+
+
+def test_profile_text_reaches_the_spawn_page_as_text(tmp_path: Path) -> None:
+    """KubeSpawner renders titles and descriptions unescaped: what the config accepts is
+    plain text on the page, and what would be markup is refused."""
+    title, description = "Data science (R, Julia) \"big\" 'n' fast", "Python/R; 4 CPUs = fast!"
+    changes = {"hub.profiles[1].displayName": title, "hub.profiles[1].description": description}
+
+    def form_of(settings: dict[str, Any]) -> _FormText:
+        spawner, _ = load_spawner(values_of(run(settings).ok()), tmp_path)
+        profiles = spawner._get_initialized_profile_list(spawner.profile_list)
+        form = _FormText()
+        form.feed(spawner._render_options_form(profiles))
+        return form
+
+    form = form_of(site(**changes))
+    assert form.texts["h3"] == ["Minimal environment", title]
+    assert form.texts["p"] == ["A Python environment.", description]
+    assert form.tags == form_of(site()).tags, "the text added no element to the page"
+    for markup in ("<script>alert(1)</script>", 'x <img src=x onerror="alert(1)">'):
+        assert run(site(**{"hub.profiles[1].displayName": markup})).error is not None
+        assert run(site(**{"hub.profiles[1].description": markup})).error is not None
