@@ -528,7 +528,31 @@ class NodesSettings(_Model):
     install_packages: bool = Field(
         default=True, description="install the Ceph client with apt or dnf when missing"
     )
+    allow_unpinned_host_keys: bool = Field(
+        default=False,
+        description="accept nodes and a bastion without hostKey: the node step then trusts "
+        "whatever answers at their addresses (reported as an advisory on every node)",
+    )
     hosts: list[NodeHost] = Field(min_length=1, description="every node of the cluster")
+
+    @model_validator(mode="after")
+    def _host_keys_pinned(self) -> NodesSettings:
+        # pulumi-command checks no host key at all when none is given (no trust on first
+        # use either): whatever answers at the address would get the cephx key on stdin
+        # and run the scripts as root. A site that accepts that says so.
+        if self.allow_unpinned_host_keys:
+            return self
+        how = (
+            "is missing; pin the SSH host key (`ssh-keyscan -t ed25519 {host}`, its "
+            "fingerprint checked out of band), or accept the risk with "
+            "nodes.allowUnpinnedHostKeys: true"
+        )
+        for i, host in enumerate(self.hosts):
+            if host.host_key is None:
+                raise KeyedError(f"hosts[{i}].hostKey", HIDDEN, how.format(host=host.address))
+        if self.bastion is not None and self.bastion.host_key is None:
+            raise KeyedError("bastion.hostKey", HIDDEN, how.format(host=self.bastion.host))
+        return self
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> NodesSettings:

@@ -451,6 +451,28 @@ def _no_secrets_in_commands(args: ResourceValidationArgs, report: ReportViolatio
                 )
 
 
+def _host_keys_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != COMMAND:
+        return
+    connection = args.props.get("connection")
+    if not isinstance(connection, Mapping):
+        return
+    # pulumi-command checks no host key at all when none is pinned (not even on first use).
+    unpinned = []
+    if not connection.get("hostKey"):
+        unpinned.append(f"the node at {connection.get('host')}")
+    proxy = connection.get("proxy")
+    if isinstance(proxy, Mapping) and not proxy.get("hostKey"):
+        unpinned.append(f"the bastion at {proxy.get('host')}")
+    if unpinned:
+        report(
+            f"No SSH host key is pinned for {' or '.join(unpinned)}: whatever answers there "
+            "gets the cephx key and runs the node scripts as root. Pin hostKey (ssh-keyscan, "
+            "fingerprint checked out of band) and remove nodes.allowUnpinnedHostKeys.",
+            None,
+        )
+
+
 def _reclaim_policy(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type == STORAGE_CLASS and args.props.get("reclaimPolicy") == "Delete":
         report(
@@ -544,6 +566,12 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         description="allow_all is not combined with allowed_groups, which it would override.",
         enforcement_level=EnforcementLevel.MANDATORY,
         validate=stack_rule(_allow_all_with_groups),
+    ),
+    ResourceValidationPolicy(
+        name="ssh-host-keys-pinned",
+        description="Every node (and the bastion) is reached with a pinned SSH host key.",
+        enforcement_level=EnforcementLevel.ADVISORY,
+        validate=_host_keys_pinned,
     ),
     StackValidationPolicy(
         name="allow-all-admits-everyone",

@@ -26,6 +26,11 @@ ALLOW_ALL_WITH_GROUPS = (
     "admit everyone"
 )
 MARKUP = "contains '<', '>' or '&', which the spawn page would read as HTML; use plain text"
+UNPINNED = (
+    "is missing; pin the SSH host key (`ssh-keyscan -t ed25519 {host}`, its fingerprint checked "
+    "out of band), or accept the risk with nodes.allowUnpinnedHostKeys: true"
+)
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1c3RlZC1ub3QtYS1yZWFsLWtleS0wMDAwMDAw"
 HTTPS = "is not an https:// URL with a host name and no spaces or credentials"
 SYSTEM_DIR = (
     "is a system directory or one that holds others: mounting the share there would hide what "
@@ -189,6 +194,16 @@ BAD: list[tuple[str, Any, str]] = [
     ),
     ("nodes.hosts", [], "nodes.hosts: [] has too few items; expected at least 1"),
     (
+        "nodes.allowUnpinnedHostKeys",
+        DELETE,
+        f"nodes.hosts[0].hostKey: {UNPINNED.format(host='192.168.250.83')}",
+    ),
+    (
+        "nodes.allowUnpinnedHostKeys",
+        False,
+        f"nodes.hosts[0].hostKey: {UNPINNED.format(host='192.168.250.83')}",
+    ),
+    (
         "nodes.hosts[0].hostKey",
         "garbage",
         'nodes.hosts[0].hostKey: "garbage" is not an SSH public host key such as '
@@ -284,6 +299,27 @@ def test_allow_all_cannot_be_narrowed_by_groups() -> None:
         run(site(**groups, **{"hub.oauth.allowAll": allow_all})).ok()
     # Admins by group, everyone admitted: no restriction is implied, so it stays allowed.
     run(site(**{"hub.oauth.adminGroups": ["admins"], "hub.oauth.claimGroupsKey": "groups"})).ok()
+
+
+def test_every_host_key_is_required_unless_the_site_accepts_the_risk() -> None:
+    pinned = {f"nodes.hosts[{i}].hostKey": HOST_KEY for i in range(3)}
+    strict = {**pinned, "nodes.allowUnpinnedHostKeys": DELETE}
+    run(site(**strict)).ok()
+    # The last node, and then a bastion, without a key: each named.
+    for missing, key, host in (
+        (
+            {k: v for k, v in strict.items() if k != "nodes.hosts[2].hostKey"},
+            "hosts[2]",
+            "192.168.250.214",
+        ),
+        ({**strict, "nodes.bastion.host": "jump.example.org"}, "bastion", "jump.example.org"),
+    ):
+        result = run(site(**missing))
+        assert isinstance(result.error, ConfigError)
+        assert str(result.error) == f"nodes.{key}.hostKey: {UNPINNED.format(host=host)}"
+        assert result.resources == []
+    bastion = {"nodes.bastion.host": "jump.example.org", "nodes.bastion.hostKey": HOST_KEY}
+    run(site(**strict, **bastion)).ok()
 
 
 def test_unknown_top_level_key_is_named() -> None:

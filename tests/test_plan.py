@@ -338,3 +338,44 @@ def test_integers_stay_integers_in_every_file(
             for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
                 floats += _whole_floats(doc, f"{path.relative_to(out)}#{i}")
     assert floats == []
+
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1c3RlZC1ub3QtYS1yZWFsLWtleS0wMDAwMDAw"
+
+
+def _host_key_advisories(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if "[advisory] ssh-host-keys-pinned" in line]
+
+
+def test_unpinned_host_keys_plan_with_an_advisory_on_every_node(
+    espsrc_plan: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
+    result, _ = espsrc_plan
+    assert result.returncode == 0, result.stderr
+    advisories = _host_key_advisories(result.stdout)
+    assert [line.split("(")[1].split(")")[0] for line in advisories] == [
+        "mounts-k8s-master-0",
+        "mounts-k8s-workers-1",
+        "mounts-k8s-workers-2",
+    ]
+    vault = plan("example-vault", "--out", str(tmp_path / "vault"))
+    assert vault.returncode == 0, vault.stderr
+    lines = _host_key_advisories(vault.stdout)
+    assert len(lines) == 2 and all("the bastion at bastion.src.example.org" in x for x in lines)
+
+
+def test_host_keys_are_required_without_the_opt_out(tmp_path: Path) -> None:
+    settings = espsrc()
+    del settings["nodes"]["allowUnpinnedHostKeys"]
+    result = plan("espsrc", "--stack-file", str(stack_file(tmp_path, settings)),
+                  "--out", str(tmp_path / "o"))  # fmt: skip
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.startswith("error: nodes.hosts[0].hostKey: is missing; pin the SSH host")
+    assert result.stderr.count("\n") == 1
+    for host in settings["nodes"]["hosts"]:
+        host["hostKey"] = HOST_KEY
+    pinned = plan("espsrc", "--stack-file", str(stack_file(tmp_path, settings)),
+                  "--out", str(tmp_path / "p"))  # fmt: skip
+    assert pinned.returncode == 0, pinned.stderr
+    assert _host_key_advisories(pinned.stdout) == []
+    assert "ssh-host-keys-pinned" not in pinned.stdout

@@ -319,6 +319,48 @@ def test_allow_all_with_groups_quiet(espsrc_report: PolicyReport) -> None:
     assert fired(espsrc_report, "allow-all-with-groups") == []
 
 
+UNPINNED_NODE = (
+    "No SSH host key is pinned for the node at {host}: whatever answers there gets the cephx "
+    "key and runs the node scripts as root. Pin hostKey (ssh-keyscan, fingerprint checked out "
+    "of band) and remove nodes.allowUnpinnedHostKeys."
+)
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1c3RlZC1ub3QtYS1yZWFsLWtleS0wMDAwMDAw"
+
+
+def test_unpinned_host_keys_are_an_advisory_on_every_node(espsrc_report: PolicyReport) -> None:
+    found = [v for v in espsrc_report.violations if v.policy == "ssh-host-keys-pinned"]
+    assert {v.level for v in found} == {"advisory"}
+    assert {v.resource: v.message for v in found} == {
+        f"mounts-{node}": UNPINNED_NODE.format(host=host)
+        for node, host in (
+            ("k8s-master-0", "192.168.250.83"),
+            ("k8s-workers-1", "192.168.250.195"),
+            ("k8s-workers-2", "192.168.250.214"),
+        )
+    }
+    # A pinned node behind an unpinned bastion: the bastion is named.
+    bastion = run(
+        site(**{"nodes.hosts[0].hostKey": HOST_KEY, "nodes.bastion.host": "jump.example.org"})
+    )
+    messages = {v.resource: v.message for v in check(bastion).violations}
+    assert messages["mounts-k8s-master-0"].startswith(
+        "No SSH host key is pinned for the bastion at jump.example.org: "
+    )
+    assert messages["mounts-k8s-workers-1"].startswith(
+        "No SSH host key is pinned for the node at 192.168.250.195 or the bastion at "
+        "jump.example.org: "
+    )
+
+
+def test_pinned_host_keys_quiet() -> None:
+    pinned = {f"nodes.hosts[{i}].hostKey": HOST_KEY for i in range(3)}
+    bastion = {"nodes.bastion.host": "jump.example.org", "nodes.bastion.hostKey": HOST_KEY}
+    strict = {**pinned, **bastion, "nodes.allowUnpinnedHostKeys": False}
+    report = check(run(site(**strict)))
+    assert "ssh-host-keys-pinned" in report.ran
+    assert fired(report, "ssh-host-keys-pinned") == []
+
+
 def test_chart_version_is_advisory() -> None:
     report = check(run(site(**{"hub.chartVersion": "4.0.0"})))
     [violation] = [v for v in report.violations if v.policy == "chart-version-tested"]
@@ -561,7 +603,7 @@ def test_runbook_values_fail_the_plan(tmp_path: Path) -> None:
 def test_espsrc_plan_exits_0_with_a_policy_summary(tmp_path: Path) -> None:
     result = plan("espsrc", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "Policies: 13 run, 0 mandatory violations, 1 advisory" in result.stdout
+    assert "Policies: 14 run, 0 mandatory violations, 4 advisory" in result.stdout
 
 
 def test_plan_policy_config_file(tmp_path: Path) -> None:
