@@ -10,6 +10,7 @@ as written in the stack file, the bad value, and what is expected. `ConfigError`
 
 from __future__ import annotations
 
+import ast
 import difflib
 import itertools
 import json
@@ -409,12 +410,84 @@ def _secret_in_values(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...]
                 return found
     elif isinstance(value, list):
         for i, inner in enumerate(value):
-            found = _secret_in_values(inner, (*path, f"[{i}]"))
+            here = (*path, f"[{i}]")
+            # The list form of environment variables ([{name: X_TOKEN, value: ...}]): the
+            # entry's name says what its value is.
+            if (
+                isinstance(inner, dict)
+                and "value" in inner
+                and isinstance(inner.get("name"), str)
+                and _key_holds_secret(inner["name"])
+            ):
+                return here
+            found = _secret_in_values(inner, here)
             if found:
                 return found
-    elif isinstance(value, str) and _SECRET_VALUE.search(value):
-        return path
+    elif isinstance(value, str):
+        if _SECRET_VALUE.search(value):
+            return path
+        # hub.extraConfig is Python the hub runs: a secret set there as a literal.
+        if "extraConfig" in path and _secret_in_code(value):
+            return path
     return None
+
+
+# Where code that does not parse assigns a string to a name: NAME = "..., "NAME": '...
+_CODE_ASSIGNMENT = re.compile(r"""([A-Za-z_][A-Za-z0-9_]*)["']?\s*[:=]\s*[rRbBuUfF]{0,2}["']""")
+
+
+def _code_name(node: ast.AST | None) -> str | None:
+    """The name a target or key stands for: x, c.X.client_secret, env["API_TOKEN"], "k"."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        # CryptKeeper.keys holds the auth state keys, though "keys" says nothing.
+        if node.attr == "keys" and _code_name(node.value) == "CryptKeeper":
+            return "crypt_key"
+        return node.attr
+    if isinstance(node, ast.Subscript):
+        return _code_name(node.slice)
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
+
+
+def _is_literal(node: ast.AST) -> bool:
+    """A value written out in the code (a string, or a collection or sum of them)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str | bytes)
+    if isinstance(node, ast.JoinedStr):
+        return True
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return any(_is_literal(e) for e in node.elts)
+    if isinstance(node, ast.BinOp):
+        return _is_literal(node.left) or _is_literal(node.right)
+    return False
+
+
+def _secret_in_code(code: str) -> bool:
+    """Does Python code set a secret-named thing to a literal? (c.X.client_secret = "...",
+    os.environ["API_TOKEN"] = "...", {"password": "..."}, f(api_token="..."),
+    os.environ.setdefault("X_SECRET", "..."))"""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return any(_key_holds_secret(m.group(1)) for m in _CODE_ASSIGNMENT.finditer(code))
+    for node in ast.walk(tree):
+        pairs: list[tuple[str | None, ast.AST]] = []
+        if isinstance(node, ast.Assign):
+            pairs += [(_code_name(target), node.value) for target in node.targets]
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign | ast.NamedExpr):
+            if node.value is not None:
+                pairs.append((_code_name(node.target), node.value))
+        elif isinstance(node, ast.Dict):
+            pairs += [(_code_name(k), v) for k, v in zip(node.keys, node.values, strict=True)]
+        elif isinstance(node, ast.Call):
+            pairs += [(kw.arg, kw.value) for kw in node.keywords]
+            pairs += [(_code_name(a), b) for a, b in itertools.pairwise(node.args)]
+        if any(name and _key_holds_secret(name) and _is_literal(v) for name, v in pairs):
+            return True
+    return False
 
 
 class HubSettings(_Model):

@@ -117,6 +117,11 @@ class SecretKeyRef:
 
 # oauthenticator reads this variable when hub.config has no client_secret.
 CLIENT_SECRET_ENV = "OAUTH_CLIENT_SECRET"
+# Where chart_values puts secrets: whatever stands there is redacted in anything shown.
+SECRET_VALUE_PATHS = (
+    ("proxy", "secretToken"),
+    ("hub", "config", "GenericOAuthenticator", "client_secret"),
+)
 
 
 def chart_values(

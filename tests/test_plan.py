@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -379,3 +380,30 @@ def test_host_keys_are_required_without_the_opt_out(tmp_path: Path) -> None:
     assert pinned.returncode == 0, pinned.stderr
     assert _host_key_advisories(pinned.stdout) == []
     assert "ssh-host-keys-pinned" not in pinned.stdout
+
+
+def test_short_secrets_are_redacted_in_everything_the_plan_writes(tmp_path: Path) -> None:
+    """A client secret of 3 characters, and a key file of 1: no file or output shows them."""
+    out = tmp_path / "plan"
+    result = plan("espsrc", "--out", str(out), "--secret", "oauthClientSecret=Zq9",
+                  "--secret", "sshPrivateKey=K")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    assert values["hub"]["config"]["GenericOAuthenticator"]["client_secret"] == "[secret]"
+    assert values["proxy"]["secretToken"] == "[secret]"
+    texts = {"stdout": result.stdout, **{str(p): p.read_text() for p in out.rglob("*.*")}}
+    for where, text in texts.items():
+        assert re.search(r"(?<![\w.+/=-])(Zq9|K)(?![\w.+/=-])", text) is None, where
+
+
+def test_scrub_finds_short_secrets_where_they_stand_alone() -> None:
+    from sitectl.plan import Plan
+
+    scrubber = Plan("s", "p", None, [], {"Zq9", "a-long-secret-value"})  # type: ignore[arg-type]
+    assert scrubber.scrub("client_secret: Zq9\nx: 'Zq9'\nZq9x aZq9 a-long-secret-value!") == (
+        "client_secret: [secret]\nx: '[secret]'\nZq9x aZq9 [secret]!"
+    )
+    assert scrubber.scrub_data({"a": ["Zq9", "Zq9x"], "b": "x a-long-secret-value"}) == {
+        "a": ["[secret]", "Zq9x"],
+        "b": "[secret]",
+    }

@@ -692,6 +692,39 @@ def test_adopted_resources_changed_fires_and_stays_quiet() -> None:
             {"hub": {"config": {"GenericOAuthenticator": {"client_secret": "c"}}}},
             "hub.config.GenericOAuthenticator.client_secret",
         ),
+        # The list form of environment variables: an entry is judged by its name.
+        ({"hub": {"extraEnv": [{"name": "OAUTH_CLIENT_SECRET", "value": "s"}]}}, "hub.extraEnv[0]"),
+        (
+            {
+                "singleuser": {
+                    "extraEnv": [
+                        {"name": "TZ", "value": "UTC"},
+                        {"name": "API_TOKEN", "value": "t"},
+                    ]
+                }
+            },
+            "singleuser.extraEnv[1]",
+        ),
+        # Secrets written into hub.extraConfig's code.
+        (
+            {"hub": {"extraConfig": {"oauth": 'c.GenericOAuthenticator.client_secret = "s"'}}},
+            "hub.extraConfig.oauth",
+        ),
+        (
+            {"hub": {"extraConfig": {"env": 'import os\nos.environ["GITLAB_TOKEN"] = "t"\n'}}},
+            "hub.extraConfig.env",
+        ),
+        ({"hub": {"extraConfig": {"k": 'c.CryptKeeper.keys = ["k1"]'}}}, "hub.extraConfig.k"),
+        (
+            {"hub": {"extraConfig": {"u": 'c.JupyterHub.services = [{"api_token": "t"}]'}}},
+            "hub.extraConfig.u",
+        ),
+        (
+            {"hub": {"extraConfig": {"x": 'os.environ.setdefault("DB_PASSWORD", "p")'}}},
+            "hub.extraConfig.x",
+        ),
+        # Code the hub could not even parse is judged by its text.
+        ({"hub": {"extraConfig": {"bad": 'password = "p" +'}}}, "hub.extraConfig.bad"),
     ],
 )
 def test_extra_values_refuse_every_kind_of_secret(values: dict[str, Any], key: str) -> None:
@@ -712,6 +745,25 @@ def test_extra_values_refuse_every_kind_of_secret(values: dict[str, Any], key: s
         {"hub": {"config": {"GenericOAuthenticator": {"token_url": "https://iam/token"}}}},
         {"hub": {"db": {"url": "sqlite:///jupyterhub.sqlite"}}},
         {"singleuser": {"extraEnv": {"JUPYTER_ENABLE_LAB": "yes"}}},
+        {"singleuser": {"extraEnv": [{"name": "TZ", "value": "UTC"}]}},
+        {
+            "hub": {
+                "extraEnv": [
+                    {
+                        "name": "OAUTH_CLIENT_SECRET",
+                        "valueFrom": {"secretKeyRef": {"name": "oauth", "key": "secret"}},
+                    }
+                ]
+            }
+        },
+        {
+            "hub": {
+                "extraConfig": {
+                    "env": 'import os\nc.GenericOAuthenticator.client_secret = os.environ["S"]',
+                    "url": 'c.GenericOAuthenticator.token_url = "https://iam.example.org/token"',
+                }
+            }
+        },
         {
             "singleuser": {
                 "extraEnv": {
