@@ -357,6 +357,12 @@ class Profile(_Model):
     description: ProfileText | None = Field(default=None, description="line under the title")
     default: bool = Field(default=False, description="preselected profile")
     image: ImageRef | None = Field(default=None, description="image instead of the default")
+    cpu: CpuSettings | None = Field(
+        default=None, description="CPU limit and guarantee instead of singleuser.cpu"
+    )
+    memory: MemorySettings | None = Field(
+        default=None, description="memory limit and guarantee instead of singleuser.memory"
+    )
 
 
 # Chart values that carry secrets. Secrets come only from secret config (or are generated),
@@ -557,6 +563,14 @@ class HubSettings(_Model):
                 "(kubectl get pvc -n <namespace> hub-db-dir shows it)",
             )
         return self
+
+    def resource_ceiling(self) -> dict[str, Any]:
+        """The largest CPU and memory limits the site configures (default or a profile's):
+        what no user server may exceed."""
+        cpus = [self.singleuser.cpu.limit] + [p.cpu.limit for p in self.profiles if p.cpu]
+        memories = [self.singleuser.memory.limit]
+        memories += [p.memory.limit for p in self.profiles if p.memory]
+        return {"cpu": max(cpus), "memory": max(memories, key=v.quantity_bytes)}
 
     @model_validator(mode="after")
     def _one_default_profile(self) -> HubSettings:

@@ -91,8 +91,17 @@ def profile_list(hub: HubSettings) -> list[dict[str, Any]]:
             entry["description"] = profile.description
         if profile.default:
             entry["default"] = True
+        override: dict[str, Any] = {}
         if profile.image:
-            entry["kubespawner_override"] = {"image": profile.image}
+            override["image"] = profile.image
+        if profile.cpu:
+            override["cpu_limit"] = profile.cpu.limit
+            override["cpu_guarantee"] = profile.cpu.guarantee
+        if profile.memory:
+            override["mem_limit"] = profile.memory.limit
+            override["mem_guarantee"] = profile.memory.guarantee
+        if override:
+            entry["kubespawner_override"] = override
         profiles.append(entry)
     return profiles
 

@@ -262,6 +262,16 @@ BAD: list[tuple[str, Any, str]] = [
     ),
     ("hub.profiles[1].displayName", "a > b", f'hub.profiles[1].displayName: "a > b" {MARKUP}'),
     (
+        "hub.profiles[1].memory",
+        {"limit": "1G", "guarantee": "2G"},
+        'hub.profiles[1].memory.guarantee: "2G" is above the limit 1G',
+    ),
+    (
+        "hub.profiles[1].cpu",
+        {"limit": 0, "guarantee": 0.5},
+        "hub.profiles[1].cpu.limit: 0 is not a CPU count in (0, 1024], such as 0.5 or 2",
+    ),
+    (
         "hub.profiles[1].default",
         True,
         "hub.profiles[1].default: true is a second default profile",

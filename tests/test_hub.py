@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "hub.oauth.adminGroups": ["ska-admins"],
     },
     "base-url": {"hub.baseUrl": "/jhub/"},
+    "profile-resources": {
+        "hub.profiles[1].cpu": {"limit": 4, "guarantee": 1},
+        "hub.profiles[1].memory": {"limit": "8G", "guarantee": "2G"},
+    },
     "no-logo-prompt-consent": {
         "hub.logo": None,
         "hub.oauth.extraAuthorizeParams": {"prompt": "consent"},
@@ -131,6 +136,10 @@ def test_kubespawner_accepts_the_profile_list(
         fresh, _ = load_spawner(values, tmp_path)
         fresh._load_profile(profile["slug"], profiles)
         assert fresh.image == expected[profile["display_name"]], profile["slug"]
+        if name == "profile-resources" and profile["display_name"] == "Datascience environment":
+            assert (fresh.cpu_limit, fresh.cpu_guarantee) == (4, 1)
+            # KubeSpawner reads G as 2**30, as it does singleuser.memory.
+            assert (fresh.mem_limit, fresh.mem_guarantee) == (8 * 2**30, 2 * 2**30)
     assert spawner.default_url == "/lab"
 
 
@@ -143,7 +152,7 @@ def test_callback_and_hub_url_share_host_and_base_url() -> None:
         generic = values_of(result)["hub"]["config"]["GenericOAuthenticator"]
         assert generic["oauth_callback_url"] == f"{hub_url}hub/oauth_callback"
         namespace = result.named("hub-namespace")
-        assert namespace.inputs["metadata"]["annotations"] == {HUB_URL_ANNOTATION: hub_url}
+        assert namespace.inputs["metadata"]["annotations"][HUB_URL_ANNOTATION] == hub_url
 
 
 def test_outputs() -> None:
@@ -290,3 +299,17 @@ def test_profile_text_reaches_the_spawn_page_as_text(tmp_path: Path) -> None:
     for markup in ("<script>alert(1)</script>", 'x <img src=x onerror="alert(1)">'):
         assert run(site(**{"hub.profiles[1].displayName": markup})).error is not None
         assert run(site(**{"hub.profiles[1].description": markup})).error is not None
+
+
+def test_namespace_carries_the_sites_resource_ceiling() -> None:
+    """The largest limits the site configures, for policies to hold the merged values to."""
+    from components.jupyterhub import RESOURCE_CEILING_ANNOTATION
+
+    def ceiling(**changes: Any) -> Any:
+        namespace = run(site(**changes)).ok().named("hub-namespace")
+        return json.loads(namespace.inputs["metadata"]["annotations"][RESOURCE_CEILING_ANNOTATION])
+
+    assert ceiling() == {"cpu": 0.5, "memory": "1G"}
+    bigger = {"hub.profiles[1].cpu": {"limit": 4, "guarantee": 1},
+              "hub.profiles[1].memory": {"limit": "900Mi", "guarantee": "1Mi"}}  # fmt: skip
+    assert ceiling(**bigger) == {"cpu": 4, "memory": "1G"}, "1G is more than 900Mi"

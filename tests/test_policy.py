@@ -17,7 +17,7 @@ from pulumi_policy import EnforcementLevel
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 from policy.rules import POLICIES, is_pinned, quantity, secret_material
-from sitectl.mockrun import ProgramRun, fake_cephx_key, run_program
+from sitectl.mockrun import ProgramRun, fake_cephx_key, reveal, run_program
 from sitectl.policy_engine import PolicyConfigError, PolicyReport, evaluate
 from tests.sites import ROOT, run, site
 from tests.test_plan import plan
@@ -361,6 +361,130 @@ def test_pinned_host_keys_quiet() -> None:
     assert fired(report, "ssh-host-keys-pinned") == []
 
 
+# -- hub.extraValues cannot take away what the site config guarantees --------------------
+def _profile(override: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "singleuser": {"profileList": [{"display_name": "x", "kubespawner_override": override}]}
+    }
+
+
+# (what an operator could write in hub.extraValues, the rule, the start of its message)
+BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
+    ("cpu-limit-0", {"singleuser": {"cpu": {"limit": 0, "guarantee": 0}}},
+     "singleuser-resources", "singleuser.cpu.limit is 0: KubeSpawner sets no limit"),
+    ("memory-limit-0", {"singleuser": {"memory": {"limit": "0", "guarantee": "0"}}},
+     "singleuser-resources", "singleuser.memory.limit is '0': KubeSpawner sets no limit"),
+    ("limit-raised", {"singleuser": {"cpu": {"limit": 64}}}, "resources-within-site-limits",
+     "singleuser.cpu.limit is 64, above the largest cpu limit the site configures (0.5 CPUs)"),
+    # (a null never reaches Helm: Pulumi drops None from the values it sends)
+    ("profile-removes-limit", _profile({"cpu_limit": 0}), "resources-within-site-limits",
+     "singleuser.profileList[0].kubespawner_override.cpu_limit is 0: it removes"),
+    ("profile-limit-0", _profile({"mem_limit": 0}), "resources-within-site-limits",
+     "singleuser.profileList[0].kubespawner_override.mem_limit is 0: it removes"),
+    ("profile-raises-limit", _profile({"mem_limit": "64G"}), "resources-within-site-limits",
+     "singleuser.profileList[0].kubespawner_override.mem_limit is '64G', above the largest "
+     "memory limit the site configures (1e+09 bytes)"),
+    ("profile-option-raises",
+     {"singleuser": {"profileList": [{"display_name": "x", "profile_options": {"size": {
+         "display_name": "Size",
+         "choices": {"xl": {"display_name": "XL", "kubespawner_override": {"cpu_limit": 32}}},
+     }}}]}},
+     "resources-within-site-limits",
+     "singleuser.profileList[0].profile_options.size.choices.xl.kubespawner_override.cpu_limit "
+     "is 32, above"),
+    ("extra-config", {"hub": {"extraConfig": {"admins": "c.Authenticator.admin_users = {'eve'}"}}},
+     "no-hub-code-from-extra-values", "hub.extraValues sets hub.extraConfig, which is Python"),
+    ("existing-secret", {"hub": {"existingSecret": "my-hub-secret"}},
+     "no-hub-code-from-extra-values", "hub.extraValues sets hub.existingSecret, which replaces"),
+    ("load-balancer", {"proxy": {"service": {"type": "LoadBalancer"}}},
+     "proxy-service-node-port", "proxy.service.type is 'LoadBalancer', not NodePort"),
+    ("user-netpol-off", {"singleuser": {"networkPolicy": {"enabled": False}}},
+     "network-policies-enabled", "singleuser.networkPolicy.enabled is false"),
+    ("hub-netpol-off", {"hub": {"networkPolicy": {"enabled": False}}},
+     "network-policies-enabled", "hub.networkPolicy.enabled is false"),
+    ("metadata-open",
+     {"singleuser": {"cloudMetadata": {"blockWithIptables": False},
+                     "networkPolicy": {"egressAllowRules": {"cloudMetadataServer": True}}}},
+     "cloud-metadata-blocked", "User servers reach the cloud metadata server"),
+    ("metadata-no-netpol",
+     {"singleuser": {"cloudMetadata": {"blockWithIptables": False},
+                     "networkPolicy": {"enabled": False}}},
+     "cloud-metadata-blocked", "User servers reach the cloud metadata server"),
+    ("host-network", {"singleuser": {"extraPodConfig": {"hostNetwork": True}}},
+     "user-pods-confined", "singleuser.extraPodConfig.hostNetwork is true: a user's server "
+     "shares the node's network"),
+    ("host-pid-in-profile", _profile({"extra_pod_config": {"hostPID": True}}),
+     "user-pods-confined",
+     "singleuser.profileList[0].kubespawner_override.extra_pod_config.hostPID is true"),
+    ("privileged",
+     {"singleuser": {"extraContainers": [{"name": "x", "image": "busybox:1.36",
+                                          "securityContext": {"privileged": True}}]}},
+     "user-pods-confined", "singleuser.extraContainers[0].securityContext.privileged is true"),
+    ("escalation", {"singleuser": {"allowPrivilegeEscalation": True}},
+     "user-pods-confined", "singleuser.allowPrivilegeEscalation is true"),
+    ("escalation-in-profile", _profile({"allow_privilege_escalation": True}),
+     "user-pods-confined",
+     "singleuser.profileList[0].kubespawner_override.allow_privilege_escalation is true"),
+    ("host-path",
+     {"singleuser": {"storage": {"extraVolumes": [{"name": "h", "hostPath": {"path": "/"}}]}}},
+     "user-pods-confined", "singleuser.storage.extraVolumes[0].hostPath mounts a directory"),
+    ("host-path-hub", {"hub": {"extraVolumes": [{"name": "h", "hostPath": {"path": "/etc"}}]}},
+     "user-pods-confined", "hub.extraVolumes[0].hostPath mounts a directory"),
+    ("storage-none", {"singleuser": {"storage": {"type": "none"}}},
+     "user-storage-persistent", "singleuser.storage.type is none"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("values", "policy", "message"),
+    [b[1:] for b in BYPASSES],
+    ids=[b[0] for b in BYPASSES],
+)
+def test_extra_values_cannot_bypass_a_mandatory_rule(
+    values: dict[str, Any], policy: str, message: str
+) -> None:
+    report = check(extra_values(values))
+    found = [v.message for v in report.mandatory if v.policy == policy]
+    assert any(m.startswith(message) for m in found), found or report.violations
+
+
+def test_what_the_site_configures_stays_allowed() -> None:
+    """A profile with more than the default, metadata blocked by the network policy
+    alone, network policy settings that change nothing: no violation."""
+    bigger = {
+        "hub.profiles[1].cpu": {"limit": 4, "guarantee": 1},
+        "hub.profiles[1].memory": {"limit": "8G", "guarantee": "2G"},
+        "hub.extraValues": {
+            "singleuser": {
+                "cloudMetadata": {"blockWithIptables": False},
+                "networkPolicy": {"enabled": True},
+            }
+        },
+    }
+    result = run(site(**bigger))
+    report = check(result)
+    assert report.mandatory == []
+    values = reveal(result.one("kubernetes:helm.sh/v3:Release").inputs["values"])
+    override = values["singleuser"]["profileList"][1]["kubespawner_override"]
+    assert override["cpu_limit"] == 4 and override["mem_limit"] == "8G"
+    # The default may take the larger profile's share too, not more.
+    raised = dict(bigger, **{"hub.extraValues": {"singleuser": {"cpu": {"limit": 4}}}})
+    assert fired(check(run(site(**raised))), "resources-within-site-limits") == []
+    raised = dict(bigger, **{"hub.extraValues": {"singleuser": {"cpu": {"limit": 4.5}}}})
+    assert fired(check(run(site(**raised))), "resources-within-site-limits")
+
+
+def test_hub_code_the_program_writes_is_allowed() -> None:
+    """extraConfig and existingSecret are refused by where they come from, not by key."""
+    from policy.rules import Hub, _program_only_values
+
+    values = {"hub": {"extraConfig": {"site": "c.X = 1"}, "existingSecret": "hub"}}
+    found: list[str] = []
+    hub = Hub(release=None, values=values, namespace=None, extra_values={})  # type: ignore[arg-type]
+    _program_only_values(hub, {}, lambda message, urn=None: found.append(message))
+    assert found == []
+
+
 def test_chart_version_is_advisory() -> None:
     report = check(run(site(**{"hub.chartVersion": "4.0.0"})))
     [violation] = [v for v in report.violations if v.policy == "chart-version-tested"]
@@ -521,6 +645,14 @@ def test_which_rules_decide_in_a_first_preview() -> None:
         "share-protected",
         "node-port-in-range",
         "storage-reclaim-retain",
+        "resources-within-site-limits",
+        "user-pods-confined",
+        "network-policies-enabled",
+        "cloud-metadata-blocked",
+        "proxy-service-node-port",
+        "user-storage-persistent",
+        "no-hub-code-from-extra-values",
+        "allow-all-with-groups",
     ):
         assert important in report.ran, important
     # The mount commands embed the share's export path, known only once the share exists:
@@ -533,6 +665,10 @@ def test_which_rules_decide_in_a_first_preview() -> None:
         site(**{"hub.extraValues": {"singleuser": {"image": {"tag": "latest"}}}}), preview=True
     )
     assert fired(check(bad), "pinned-images"), "decided from the settings ConfigMap"
+    code = {"hub": {"extraConfig": {"x": "c.X = 1"}, "networkPolicy": {"enabled": False}}}
+    report = check(run(site(**{"hub.extraValues": code}), preview=True))
+    assert fired(report, "no-hub-code-from-extra-values")
+    assert fired(report, "network-policies-enabled")
 
 
 def test_unknown_input_skips_a_resource_rule_on_that_resource_only() -> None:
@@ -603,7 +739,7 @@ def test_runbook_values_fail_the_plan(tmp_path: Path) -> None:
 def test_espsrc_plan_exits_0_with_a_policy_summary(tmp_path: Path) -> None:
     result = plan("espsrc", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "Policies: 14 run, 0 mandatory violations, 4 advisory" in result.stdout
+    assert "Policies: 21 run, 0 mandatory violations, 4 advisory" in result.stdout
 
 
 def test_plan_policy_config_file(tmp_path: Path) -> None:
@@ -783,6 +919,8 @@ def test_policy_pack_agrees_with_the_program() -> None:
     from policy import rules
 
     assert rules.HUB_URL_ANNOTATION == jupyterhub.HUB_URL_ANNOTATION
+    assert rules.RESOURCE_CEILING_ANNOTATION == jupyterhub.RESOURCE_CEILING_ANNOTATION
+    assert rules.EXTRA_VALUES_KEY == jupyterhub.EXTRA_VALUES_KEY
     assert rules.SETTINGS_CONFIG_MAP == jupyterhub.SETTINGS_CONFIG_MAP
     assert rules.SETTINGS_KEY == jupyterhub.SETTINGS_KEY
     for value in ("1G", "1Gi", "512Mi", "0.5", "100m", "2T"):
