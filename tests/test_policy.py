@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pulumi
@@ -480,9 +481,16 @@ def test_hub_code_the_program_writes_is_allowed() -> None:
 
     values = {"hub": {"extraConfig": {"site": "c.X = 1"}, "existingSecret": "hub"}}
     found: list[str] = []
-    hub = Hub(release=None, values=values, namespace=None, extra_values={})  # type: ignore[arg-type]
-    _program_only_values(hub, {}, lambda message, urn=None: found.append(message))
+    release: Any = SimpleNamespace(urn="urn:hub-release")
+    hub = Hub(release=release, values=values, namespace=None, extra_values={})
+
+    def report(message: str, urn: str | None = None) -> None:
+        found.append(message)
+
+    _program_only_values(hub, {}, report)
     assert found == []
+    _program_only_values(Hub(hub.release, values, None, values), {}, report)
+    assert len(found) == 2, "the same keys from hub.extraValues"
 
 
 def test_chart_version_is_advisory() -> None:
