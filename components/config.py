@@ -997,12 +997,23 @@ def parse_site_config(raw: dict[str, Any], project_dir: Path = PROJECT_DIR) -> S
         site = SiteConfig.model_validate(checked, context={"project_dir": project_dir})
     except ValidationError as err:
         # A placeholder left in a list (allowedGroups) is reported once, as unfilled.
-        errors = [e for e in err.errors(include_url=False) if not _under(e["loc"], unfilled)]
+        errors = [e for e in err.errors(include_url=False) if not _under(_loc(e), unfilled)]
         lines += describe_errors(errors, checked)
     else:
         if not lines:
             return site
     raise ConfigError("\n".join(lines))
+
+
+def _loc(error: Any) -> tuple[int | str, ...]:
+    """Where an error is, down to the key a cross-field check names (a hostKey left to
+    fill in is then one problem, not also a missing key)."""
+    loc = tuple(error["loc"])
+    keyed = (error.get("ctx") or {}).get("error")
+    if isinstance(keyed, KeyedError):
+        parts = re.findall(r"[^.\[\]]+|\[\d+\]", keyed.key)
+        loc += tuple(int(p[1:-1]) if p.startswith("[") else p for p in parts)
+    return loc
 
 
 def _under(loc: tuple[int | str, ...], unfilled: list[tuple[int | str, ...]]) -> bool:
