@@ -933,3 +933,18 @@ def test_policy_pack_agrees_with_the_program() -> None:
     assert rules.SETTINGS_KEY == jupyterhub.SETTINGS_KEY
     for value in ("1G", "1Gi", "512Mi", "0.5", "100m", "2T"):
         assert rules.quantity(value) == validators.quantity_bytes(value), value
+
+
+def test_violations_do_not_depend_on_the_order_resources_registered_in() -> None:
+    """The nodes' commands register in no fixed order; the report lists the same way."""
+    import dataclasses
+
+    result = run().ok()
+    flipped = dataclasses.replace(result, resources=list(reversed(result.resources)))
+    first, second = check(result), check(flipped)
+    assert [v.as_dict() for v in first.violations] == [v.as_dict() for v in second.violations]
+    assert [v.resource for v in first.violations if v.policy == "ssh-host-keys-pinned"] == [
+        "mounts-k8s-master-0",
+        "mounts-k8s-workers-1",
+        "mounts-k8s-workers-2",
+    ]
