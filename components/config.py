@@ -10,6 +10,7 @@ as written in the stack file, the bad value, and what is expected. `ConfigError`
 
 from __future__ import annotations
 
+import ast
 import difflib
 import itertools
 import json
@@ -293,6 +294,16 @@ class OAuthSettings(_Model):
 
     @model_validator(mode="after")
     def _someone_can_log_in(self) -> OAuthSettings:
+        if self.allow_all and self.allowed_groups:
+            # oauthenticator admits on allow_all before it reads any group: the groups
+            # would restrict nothing.
+            raise KeyedError(
+                "allowAll",
+                True,
+                "admits every account of the provider, whatever allowedGroups says "
+                "(oauthenticator checks allow_all first): remove allowAll to admit only "
+                "allowedGroups, or remove allowedGroups to admit everyone",
+            )
         if not self.allow_all and not self.allowed_groups:
             raise KeyedError(
                 "allowAll",
@@ -359,11 +370,32 @@ class SingleuserSettings(_Model):
     )
 
 
+def _no_markup(value: str) -> str:
+    # KubeSpawner's spawn form (form.html) renders these without escaping (its Jinja
+    # environment has no autoescape): '<' and '&' would be markup on the page. Refused
+    # rather than escaped, so the text reads the same whether or not a later KubeSpawner
+    # escapes it.
+    if any(ch in value for ch in "<>&"):
+        raise ValueError(
+            "contains '<', '>' or '&', which the spawn page would read as HTML; use plain text"
+        )
+    return value
+
+
+ProfileText = Annotated[str, AfterValidator(v.one_line), AfterValidator(_no_markup)]
+
+
 class Profile(_Model):
-    display_name: OneLine = Field(description="title shown in the profile list")
-    description: OneLine | None = Field(default=None, description="line under the title")
+    display_name: ProfileText = Field(description="title shown in the profile list")
+    description: ProfileText | None = Field(default=None, description="line under the title")
     default: bool = Field(default=False, description="preselected profile")
     image: ImageRef | None = Field(default=None, description="image instead of the default")
+    cpu: CpuSettings | None = Field(
+        default=None, description="CPU limit and guarantee instead of singleuser.cpu"
+    )
+    memory: MemorySettings | None = Field(
+        default=None, description="memory limit and guarantee instead of singleuser.memory"
+    )
 
 
 # Chart values that carry secrets. Secrets come only from secret config (or are generated),
@@ -417,12 +449,84 @@ def _secret_in_values(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...]
                 return found
     elif isinstance(value, list):
         for i, inner in enumerate(value):
-            found = _secret_in_values(inner, (*path, f"[{i}]"))
+            here = (*path, f"[{i}]")
+            # The list form of environment variables ([{name: X_TOKEN, value: ...}]): the
+            # entry's name says what its value is.
+            if (
+                isinstance(inner, dict)
+                and "value" in inner
+                and isinstance(inner.get("name"), str)
+                and _key_holds_secret(inner["name"])
+            ):
+                return here
+            found = _secret_in_values(inner, here)
             if found:
                 return found
-    elif isinstance(value, str) and _SECRET_VALUE.search(value):
-        return path
+    elif isinstance(value, str):
+        if _SECRET_VALUE.search(value):
+            return path
+        # hub.extraConfig is Python the hub runs: a secret set there as a literal.
+        if "extraConfig" in path and _secret_in_code(value):
+            return path
     return None
+
+
+# Where code that does not parse assigns a string to a name: NAME = "..., "NAME": '...
+_CODE_ASSIGNMENT = re.compile(r"""([A-Za-z_][A-Za-z0-9_]*)["']?\s*[:=]\s*[rRbBuUfF]{0,2}["']""")
+
+
+def _code_name(node: ast.AST | None) -> str | None:
+    """The name a target or key stands for: x, c.X.client_secret, env["API_TOKEN"], "k"."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        # CryptKeeper.keys holds the auth state keys, though "keys" says nothing.
+        if node.attr == "keys" and _code_name(node.value) == "CryptKeeper":
+            return "crypt_key"
+        return node.attr
+    if isinstance(node, ast.Subscript):
+        return _code_name(node.slice)
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
+
+
+def _is_literal(node: ast.AST) -> bool:
+    """A value written out in the code (a string, or a collection or sum of them)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str | bytes)
+    if isinstance(node, ast.JoinedStr):
+        return True
+    if isinstance(node, ast.List | ast.Tuple | ast.Set):
+        return any(_is_literal(e) for e in node.elts)
+    if isinstance(node, ast.BinOp):
+        return _is_literal(node.left) or _is_literal(node.right)
+    return False
+
+
+def _secret_in_code(code: str) -> bool:
+    """Does Python code set a secret-named thing to a literal? (c.X.client_secret = "...",
+    os.environ["API_TOKEN"] = "...", {"password": "..."}, f(api_token="..."),
+    os.environ.setdefault("X_SECRET", "..."))"""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return any(_key_holds_secret(m.group(1)) for m in _CODE_ASSIGNMENT.finditer(code))
+    for node in ast.walk(tree):
+        pairs: list[tuple[str | None, ast.AST]] = []
+        if isinstance(node, ast.Assign):
+            pairs += [(_code_name(target), node.value) for target in node.targets]
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign | ast.NamedExpr):
+            if node.value is not None:
+                pairs.append((_code_name(node.target), node.value))
+        elif isinstance(node, ast.Dict):
+            pairs += [(_code_name(k), v) for k, v in zip(node.keys, node.values, strict=True)]
+        elif isinstance(node, ast.Call):
+            pairs += [(kw.arg, kw.value) for kw in node.keywords]
+            pairs += [(_code_name(a), b) for a, b in itertools.pairwise(node.args)]
+        if any(name and _key_holds_secret(name) and _is_literal(v) for name, v in pairs):
+            return True
+    return False
 
 
 class HubSettings(_Model):
@@ -574,6 +678,14 @@ class HubSettings(_Model):
             )
         return self
 
+    def resource_ceiling(self) -> dict[str, Any]:
+        """The largest CPU and memory limits the site configures (default or a profile's):
+        what no user server may exceed."""
+        cpus = [self.singleuser.cpu.limit] + [p.cpu.limit for p in self.profiles if p.cpu]
+        memories = [self.singleuser.memory.limit]
+        memories += [p.memory.limit for p in self.profiles if p.memory]
+        return {"cpu": max(cpus), "memory": max(memories, key=v.quantity_bytes)}
+
     @model_validator(mode="after")
     def _one_default_profile(self) -> HubSettings:
         defaults = [i for i, p in enumerate(self.profiles) if p.default]
@@ -617,7 +729,31 @@ class NodesSettings(_Model):
     install_packages: bool = Field(
         default=True, description="install the Ceph client with apt or dnf when missing"
     )
+    allow_unpinned_host_keys: bool = Field(
+        default=False,
+        description="accept nodes and a bastion without hostKey: the node step then trusts "
+        "whatever answers at their addresses (reported as an advisory on every node)",
+    )
     hosts: list[NodeHost] = Field(min_length=1, description="every node of the cluster")
+
+    @model_validator(mode="after")
+    def _host_keys_pinned(self) -> NodesSettings:
+        # pulumi-command checks no host key at all when none is given (no trust on first
+        # use either): whatever answers at the address would get the cephx key on stdin
+        # and run the scripts as root. A site that accepts that says so.
+        if self.allow_unpinned_host_keys:
+            return self
+        how = (
+            "is missing; pin the SSH host key (`ssh-keyscan -t ed25519 {host}`, its "
+            "fingerprint checked out of band), or accept the risk with "
+            "nodes.allowUnpinnedHostKeys: true"
+        )
+        for i, host in enumerate(self.hosts):
+            if host.host_key is None:
+                raise KeyedError(f"hosts[{i}].hostKey", HIDDEN, how.format(host=host.address))
+        if self.bastion is not None and self.bastion.host_key is None:
+            raise KeyedError("bastion.hostKey", HIDDEN, how.format(host=self.bastion.host))
+        return self
 
     @model_validator(mode="after")
     def _unique_hosts(self) -> NodesSettings:
@@ -985,12 +1121,23 @@ def parse_site_config(raw: dict[str, Any], project_dir: Path = PROJECT_DIR) -> S
         site = SiteConfig.model_validate(checked, context={"project_dir": project_dir})
     except ValidationError as err:
         # A placeholder left in a list (allowedGroups) is reported once, as unfilled.
-        errors = [e for e in err.errors(include_url=False) if not _under(e["loc"], unfilled)]
+        errors = [e for e in err.errors(include_url=False) if not _under(_loc(e), unfilled)]
         lines += describe_errors(errors, checked)
     else:
         if not lines:
             return site
     raise ConfigError("\n".join(lines))
+
+
+def _loc(error: Any) -> tuple[int | str, ...]:
+    """Where an error is, down to the key a cross-field check names (a hostKey left to
+    fill in is then one problem, not also a missing key)."""
+    loc = tuple(error["loc"])
+    keyed = (error.get("ctx") or {}).get("error")
+    if isinstance(keyed, KeyedError):
+        parts = re.findall(r"[^.\[\]]+|\[\d+\]", keyed.key)
+        loc += tuple(int(p[1:-1]) if p.startswith("[") else p for p in parts)
+    return loc
 
 
 def _under(loc: tuple[int | str, ...], unfilled: list[tuple[int | str, ...]]) -> bool:

@@ -155,8 +155,17 @@ def profile_list(hub: HubSettings) -> list[dict[str, Any]]:
             entry["description"] = profile.description
         if profile.default:
             entry["default"] = True
+        override: dict[str, Any] = {}
         if profile.image:
-            entry["kubespawner_override"] = {"image": profile.image}
+            override["image"] = profile.image
+        if profile.cpu:
+            override["cpu_limit"] = profile.cpu.limit
+            override["cpu_guarantee"] = profile.cpu.guarantee
+        if profile.memory:
+            override["mem_limit"] = profile.memory.limit
+            override["mem_guarantee"] = profile.memory.guarantee
+        if override:
+            entry["kubespawner_override"] = override
         profiles.append(entry)
     return profiles
 
@@ -181,6 +190,11 @@ class SecretKeyRef:
 
 # oauthenticator reads this variable when hub.config has no client_secret.
 CLIENT_SECRET_ENV = "OAUTH_CLIENT_SECRET"
+# Where chart_values puts secrets: whatever stands there is redacted in anything shown.
+SECRET_VALUE_PATHS = (
+    ("proxy", "secretToken"),
+    ("hub", "config", "GenericOAuthenticator", "client_secret"),
+)
 
 
 def chart_values(

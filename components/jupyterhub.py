@@ -23,6 +23,9 @@ from components.hub_values import SecretKeyRef, chart_values, deep_merge, withou
 CHART_NAME = "jupyterhub"
 CHART_REPOSITORY = "https://hub.jupyter.org/helm-chart/"
 HUB_URL_ANNOTATION = "jupyterhub-platform/hub-url"
+# The largest CPU and memory limits the site configures, for policies to hold the merged
+# values (hub.extraValues included) to: {"cpu": 2.0, "memory": "4G"}.
+RESOURCE_CEILING_ANNOTATION = "jupyterhub-platform/resource-ceiling"
 # A ConfigMap in the hub namespace with the chart values minus secrets (see below).
 SETTINGS_CONFIG_MAP = "jupyterhub-platform-settings"
 SETTINGS_KEY = "values.json"
@@ -30,6 +33,9 @@ SETTINGS_KEY = "values.json"
 # version an adopted release runs), in the same ConfigMap.
 SITE_KEY = "site.json"
 SETTINGS_REDACTED = "[secret]"
+# The site's hub.extraValues as given: policies refuse some keys only when they come from
+# there rather than from the program.
+EXTRA_VALUES_KEY = "extraValues.json"
 # The Kubernetes Secret External Secrets writes the client secret into, and its key.
 OAUTH_SECRET = SecretKeyRef(name="jupyterhub-oauth-client", key="client-secret")
 
@@ -70,7 +76,10 @@ class JupyterHub(pulumi.ComponentResource):
             f"{name}-namespace",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=hub.namespace,
-                annotations={HUB_URL_ANNOTATION: args.hub_url},
+                annotations={
+                    HUB_URL_ANNOTATION: args.hub_url,
+                    RESOURCE_CEILING_ANNOTATION: json.dumps(hub.resource_ceiling()),
+                },
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
@@ -135,6 +144,7 @@ class JupyterHub(pulumi.ComponentResource):
                     },
                     sort_keys=True,
                 ),
+                EXTRA_VALUES_KEY: json.dumps(hub.extra_values, sort_keys=True),
             },
             opts=child,
         )

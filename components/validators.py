@@ -65,7 +65,18 @@ def dns_name(value: str) -> str:
 
 
 def host_address(value: str) -> str:
-    """An IPv4 or IPv6 address, or a DNS name."""
+    """An IPv4 or IPv6 address, or a DNS name; no IPv6 scope (`%eth0`).
+
+    Python's `ip_address` takes anything after a `%` as the scope id, newlines and
+    quotes included, and the address is written into the HAProxy `server` lines. A scope
+    is refused outright rather than narrowed: HAProxy (2.6 checked with `haproxy -c`)
+    cannot resolve a scoped address, so no site can use one.
+    """
+    if "%" in value:
+        raise ValueError(
+            "is an IPv6 address with a scope id (%...): HAProxy cannot use a scoped address; "
+            "give the node's global or unique-local address"
+        )
     try:
         ipaddress.ip_address(value)
     except ValueError:

@@ -49,9 +49,11 @@ SHARE_ACCESS = "openstack:sharedfilesystem/shareAccess:ShareAccess"
 CAPACITY_ANNOTATION = "jupyterhub-platform/capacity-enforced"
 
 HUB_URL_ANNOTATION = "jupyterhub-platform/hub-url"
+RESOURCE_CEILING_ANNOTATION = "jupyterhub-platform/resource-ceiling"
 SETTINGS_CONFIG_MAP = "jupyterhub-platform-settings"
 SETTINGS_KEY = "values.json"
 SITE_KEY = "site.json"
+EXTRA_VALUES_KEY = "extraValues.json"
 TESTED_CHART_VERSIONS = list(SUPPORTED_CHARTS)
 REQUIRED_SCOPES = ["openid", "profile", "email", "offline_access"]
 NODE_PORT_RANGE = (30000, 32767)
@@ -89,6 +91,14 @@ class Hub:
     namespace: PolicyResource | None
     site: dict[str, Any]
     """The program's site facts: kubernetesVersion, adoptedChartVersion (may be empty)."""
+    extra_values: dict[str, Any] | None = None
+    """The site's hub.extraValues as given (from the settings ConfigMap), if known."""
+
+    def annotation(self, key: str) -> Any:
+        annotations = (
+            dig(plain(self.namespace.props), "metadata", "annotations") if self.namespace else None
+        )
+        return (annotations or {}).get(key)
 
 
 def hubs(resources: Sequence[PolicyResource]) -> Iterator[Hub]:
@@ -117,11 +127,14 @@ def hubs(resources: Sequence[PolicyResource]) -> Iterator[Hub]:
         site_text = dig(plain(settings.props), "data", SITE_KEY) if settings else None
         if isinstance(site_text, str):
             site = json.loads(site_text)
+        extra = None
+        if settings is not None and EXTRA_VALUES_KEY in (settings.props.get("data") or {}):
+            extra = json.loads(settings.props["data"][EXTRA_VALUES_KEY])
         namespace = next(
             (ns for ns in by_type.get(NAMESPACE, []) if _metadata_name(ns)[0] == namespace_name),
             None,
         )
-        yield Hub(release, values, namespace, site)
+        yield Hub(release, values, namespace, site, extra)
 
 
 def stack_rule(
@@ -222,6 +235,13 @@ def quantity(value: Any) -> float | None:
     return float(match.group(1)) * _FACTORS[match.group(2) or ""] if match else None
 
 
+def shown(value: Any) -> str:
+    """A value as the operator wrote it: numbers reach policies as JSON doubles (0 as 0.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return repr(int(value))
+    return repr(value)
+
+
 def _singleuser_resources(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
     for resource in ("cpu", "memory"):
         settings = dig(hub.values, "singleuser", resource) or {}
@@ -244,6 +264,12 @@ def _singleuser_resources(hub: Hub, _: dict[str, Any], report: ReportViolation) 
             report(
                 f"singleuser.{resource} limit {limit!r} / guarantee {guarantee!r} are not "
                 "Kubernetes quantities.",
+                hub.release.urn,
+            )
+        elif high <= 0:
+            report(
+                f"singleuser.{resource}.limit is {shown(limit)}: KubeSpawner sets no limit at all "
+                "for 0, so one user can take the whole node. Set a positive limit.",
                 hub.release.urn,
             )
         elif low > high:
@@ -336,6 +362,18 @@ def _allow_all(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
         )
 
 
+def _allow_all_with_groups(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    oauth = _oauth(hub)
+    groups = oauth.get("allowed_groups")
+    if oauth.get("allow_all") is True and groups:
+        report(
+            f"allow_all is set together with allowed_groups {groups!r}: oauthenticator "
+            "admits every account on allow_all before it looks at groups, so the groups "
+            "restrict nothing. Remove allow_all (hub.oauth.allowAll) to admit only the groups.",
+            hub.release.urn,
+        )
+
+
 def _storage_classes_defined(args: StackValidationArgs, report: ReportViolation) -> None:
     defined = {_metadata_name(r)[0] for r in args.resources if r.resource_type == STORAGE_CLASS}
     # Classes that exist outside the stack on purpose: an adopted release's database
@@ -357,6 +395,212 @@ def _storage_classes_defined(args: StackValidationArgs, report: ReportViolation)
                     "policy's externalClasses.",
                     hub.release.urn,
                 )
+
+
+# -- what user servers may do (judged on the merged values) --------------------------------
+# KubeSpawner's per-profile overrides of the site's limits, by the setting they override.
+_LIMIT_OVERRIDES = {
+    "cpu_limit": "cpu",
+    "cpu_guarantee": "cpu",
+    "mem_limit": "memory",
+    "mem_guarantee": "memory",
+}
+
+
+def profile_overrides(values: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """(where, kubespawner_override) for every profile and profile option choice."""
+    profiles = dig(values, "singleuser", "profileList")
+    if not isinstance(profiles, list):
+        return
+    for i, profile in enumerate(profiles):
+        if not isinstance(profile, Mapping):
+            continue
+        here = f"singleuser.profileList[{i}]"
+        if isinstance(profile.get("kubespawner_override"), Mapping):
+            yield f"{here}.kubespawner_override", profile["kubespawner_override"]
+        options = profile.get("profile_options")
+        for name, option in options.items() if isinstance(options, Mapping) else []:
+            if not isinstance(option, Mapping):
+                continue
+            choices = option.get("choices")
+            for choice, spec in choices.items() if isinstance(choices, Mapping) else []:
+                if isinstance(spec, Mapping) and isinstance(
+                    spec.get("kubespawner_override"), Mapping
+                ):
+                    where = f"{here}.profile_options.{name}.choices.{choice}.kubespawner_override"
+                    yield where, spec["kubespawner_override"]
+            unlisted = option.get("unlisted_choice")
+            if isinstance(unlisted, Mapping) and isinstance(
+                unlisted.get("kubespawner_override"), Mapping
+            ):
+                where = f"{here}.profile_options.{name}.unlisted_choice.kubespawner_override"
+                yield where, unlisted["kubespawner_override"]
+
+
+def _ceiling(hub: Hub) -> dict[str, float]:
+    """The largest limits the site configures: from the program's annotation, else (a hub
+    the program did not make) the merged singleuser limits."""
+    text = hub.annotation(RESOURCE_CEILING_ANNOTATION)
+    source = json.loads(text) if isinstance(text, str) else {
+        "cpu": dig(hub.values, "singleuser", "cpu", "limit"),
+        "memory": dig(hub.values, "singleuser", "memory", "limit"),
+    }  # fmt: skip
+    ceiling = {}
+    for resource in ("cpu", "memory"):
+        number = quantity(source.get(resource))
+        if number is not None:
+            ceiling[resource] = number
+    return ceiling
+
+
+def _resources_within_site_limits(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    ceiling = _ceiling(hub)
+    units = {"cpu": "CPUs", "memory": "bytes"}
+    settings = [
+        (f"singleuser.{resource}.{kind}", dig(hub.values, "singleuser", resource, kind), resource)
+        for resource in ("cpu", "memory")
+        for kind in ("limit", "guarantee")
+    ]
+    for where, override in profile_overrides(hub.values):
+        for key, resource in _LIMIT_OVERRIDES.items():
+            if key in override:
+                if key.endswith("_limit") and not override[key]:
+                    report(
+                        f"{where}.{key} is {shown(override[key])}: it removes the site's "
+                        f"{resource} limit (KubeSpawner sets none), so one user can take the "
+                        "whole node.",
+                        hub.release.urn,
+                    )
+                    continue
+                settings.append((f"{where}.{key}", override[key], resource))
+    for where, value, resource in settings:
+        number, top = quantity(value), ceiling.get(resource)
+        if value is None or top is None:
+            continue
+        if number is None:
+            report(f"{where} is {shown(value)}, not a Kubernetes quantity.", hub.release.urn)
+        elif number > top:
+            report(
+                f"{where} is {shown(value)}, above the largest {resource} limit the site "
+                f"configures ({top:g} {units[resource]}): set it in hub.singleuser or a "
+                f"profile's {resource} instead, where it is checked.",
+                hub.release.urn,
+            )
+
+
+# Settings that give a user pod the node, in the chart's (camelCase) and KubeSpawner's
+# (snake_case) spelling, wherever they stand under singleuser (extraPodConfig,
+# extraContainers, initContainers, a profile's kubespawner_override, ...).
+_HOST_ACCESS = {
+    "hostNetwork": "shares the node's network",
+    "host_network": "shares the node's network",
+    "hostPID": "sees the node's processes",
+    "host_pid": "sees the node's processes",
+    "hostIPC": "shares the node's IPC",
+    "host_ipc": "shares the node's IPC",
+    "privileged": "runs privileged",
+    "allowPrivilegeEscalation": "allows privilege escalation",
+    "allow_privilege_escalation": "allows privilege escalation",
+}
+_HOST_PATH = ("hostPath", "host_path")
+
+
+def _walk(values: Any, path: str) -> Iterator[tuple[str, str, Any]]:
+    """(where, key, value) for every key of every map in values."""
+    if isinstance(values, Mapping):
+        for key, inner in values.items():
+            here = f"{path}.{key}"
+            yield here, str(key), inner
+            yield from _walk(inner, here)
+    elif isinstance(values, list):
+        for i, inner in enumerate(values):
+            yield from _walk(inner, f"{path}[{i}]")
+
+
+def _user_pods_confined(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    for section in ("singleuser", "hub"):
+        for where, key, value in _walk(hub.values.get(section), section):
+            if section == "singleuser" and key in _HOST_ACCESS and value is True:
+                report(
+                    f"{where} is true: a user's server {_HOST_ACCESS[key]}, and so reaches "
+                    "the node and every user's data on it.",
+                    hub.release.urn,
+                )
+            elif key in _HOST_PATH and value is not None:
+                report(
+                    f"{where} mounts a directory of the node into a pod: the share holds "
+                    "every user's home, and a hostPath reaches past its per-user volumes.",
+                    hub.release.urn,
+                )
+
+
+def _network_policies(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    for path in (
+        ("hub", "networkPolicy"),
+        ("proxy", "chp", "networkPolicy"),
+        ("proxy", "traefik", "networkPolicy"),
+        ("singleuser", "networkPolicy"),
+    ):
+        if dig(hub.values, *path, "enabled") is False:
+            report(
+                f"{'.'.join(path)}.enabled is false: without it any pod (a user's server "
+                "among them) reaches these pods directly.",
+                hub.release.urn,
+            )
+
+
+def _cloud_metadata_blocked(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    # Either mechanism blocks it: the chart's iptables init container, or the user pods'
+    # network policy (enabled, and not allowing the metadata server).
+    iptables = dig(hub.values, "singleuser", "cloudMetadata", "blockWithIptables") is not False
+    policy = dig(hub.values, "singleuser", "networkPolicy") or {}
+    allowed = dig(policy, "egressAllowRules", "cloudMetadataServer") is True
+    if not iptables and (policy.get("enabled") is False or allowed):
+        report(
+            "User servers reach the cloud metadata server (169.254.169.254): "
+            "singleuser.cloudMetadata.blockWithIptables is false and the user pods' network "
+            "policy does not block it. It hands out the instance's credentials; keep one of "
+            "the two blocking it.",
+            hub.release.urn,
+        )
+
+
+def _proxy_service(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    kind = dig(hub.values, "proxy", "service", "type")
+    if kind != "NodePort":
+        report(
+            f"proxy.service.type is {kind!r}, not NodePort: on k3s a LoadBalancer serves the "
+            "hub in plain HTTP on every node, around the site HAProxy's TLS.",
+            hub.release.urn,
+        )
+
+
+def _user_storage(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    if dig(hub.values, "singleuser", "storage", "type") == "none":
+        report(
+            "singleuser.storage.type is none: users' files live in the container and are "
+            "lost when their server stops. Keep dynamic (a volume on the share per user).",
+            hub.release.urn,
+        )
+
+
+# Keys the program may write itself, refused when they come from hub.extraValues.
+_PROGRAM_ONLY = {
+    ("hub", "extraConfig"): "is Python run in the hub with its every secret and right "
+    "(scopes, admins, the proxy token): the pack cannot judge it",
+    ("hub", "existingSecret"): "replaces the hub Secret the chart makes, and with it the "
+    "secrets the program manages",
+}
+
+
+def _program_only_values(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
+    for path, why in _PROGRAM_ONLY.items():
+        if dig(hub.extra_values, *path) is not None:
+            report(
+                f"hub.extraValues sets {'.'.join(path)}, which {why}. If the site truly needs "
+                "it, waive this policy in the policy config after reviewing the value.",
+                hub.release.urn,
+            )
 
 
 # -- adopted resources ------------------------------------------------------------------------
@@ -451,6 +695,28 @@ def _no_secrets_in_commands(args: ResourceValidationArgs, report: ReportViolatio
                     "environments are logged and kept in state; pass secrets on stdin.",
                     None,
                 )
+
+
+def _host_keys_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != COMMAND:
+        return
+    connection = args.props.get("connection")
+    if not isinstance(connection, Mapping):
+        return
+    # pulumi-command checks no host key at all when none is pinned (not even on first use).
+    unpinned = []
+    if not connection.get("hostKey"):
+        unpinned.append(f"the node at {connection.get('host')}")
+    proxy = connection.get("proxy")
+    if isinstance(proxy, Mapping) and not proxy.get("hostKey"):
+        unpinned.append(f"the bastion at {proxy.get('host')}")
+    if unpinned:
+        report(
+            f"No SSH host key is pinned for {' or '.join(unpinned)}: whatever answers there "
+            "gets the cephx key and runs the node scripts as root. Pin hostKey (ssh-keyscan, "
+            "fingerprint checked out of band) and remove nodes.allowUnpinnedHostKeys.",
+            None,
+        )
 
 
 def _reclaim_policy(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -645,6 +911,62 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
         description="Storage classes keep users' data when a claim is deleted (not Delete).",
         enforcement_level=EnforcementLevel.MANDATORY,
         validate=_reclaim_policy,
+    ),
+    StackValidationPolicy(
+        name="resources-within-site-limits",
+        description="No user server's limits (singleuser, profile overrides) are removed or "
+        "above the largest the site configures.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=stack_rule(_resources_within_site_limits),
+    ),
+    StackValidationPolicy(
+        name="user-pods-confined",
+        description="User pods get no host network, PID or IPC, privilege or escalation; "
+        "no pod mounts a hostPath.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=stack_rule(_user_pods_confined),
+    ),
+    StackValidationPolicy(
+        name="network-policies-enabled",
+        description="The chart's network policies for hub, proxy and user pods stay on.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=stack_rule(_network_policies),
+    ),
+    StackValidationPolicy(
+        name="cloud-metadata-blocked",
+        description="User servers cannot reach the cloud metadata server.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=stack_rule(_cloud_metadata_blocked),
+    ),
+    StackValidationPolicy(
+        name="proxy-service-node-port",
+        description="The hub's proxy is a NodePort Service behind the site HAProxy.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=stack_rule(_proxy_service),
+    ),
+    StackValidationPolicy(
+        name="user-storage-persistent",
+        description="Users' files are on persistent volumes (storage type not none).",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=stack_rule(_user_storage),
+    ),
+    StackValidationPolicy(
+        name="no-hub-code-from-extra-values",
+        description="hub.extraConfig and hub.existingSecret come only from the program.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=stack_rule(_program_only_values),
+    ),
+    StackValidationPolicy(
+        name="allow-all-with-groups",
+        description="allow_all is not combined with allowed_groups, which it would override.",
+        enforcement_level=EnforcementLevel.MANDATORY,
+        validate=stack_rule(_allow_all_with_groups),
+    ),
+    ResourceValidationPolicy(
+        name="ssh-host-keys-pinned",
+        description="Every node (and the bastion) is reached with a pinned SSH host key.",
+        enforcement_level=EnforcementLevel.ADVISORY,
+        validate=_host_keys_pinned,
     ),
     StackValidationPolicy(
         name="allow-all-admits-everyone",

@@ -30,6 +30,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,9 @@ if TYPE_CHECKING:
 
 SECRET_MARK = "[secret]"
 RELEASE_TYPE = "kubernetes:helm.sh/v3:Release"
+# Secrets at least this long are looked for inside any text; shorter ones (a short client
+# secret) where they stand alone or whole.
+MIN_SUBSTRING = 6
 PLACEHOLDER = "offline-plan-placeholder"
 SECRET_ENV_PREFIX = "JHP_SECRET_"
 EXIT_OK, EXIT_VIOLATIONS, EXIT_INVALID = 0, 1, 2
@@ -189,23 +193,42 @@ class Plan:
     @cached_property
     def _longest_first(self) -> list[str]:
         # Longest first: a secret that contains another is replaced whole.
-        return sorted(self.secret_values, key=len, reverse=True)
+        return sorted((v for v in self.secret_values if len(v) >= MIN_SUBSTRING), key=len,
+                      reverse=True)  # fmt: skip
+
+    @cached_property
+    def _short_secrets(self) -> re.Pattern[str] | None:
+        """Secrets too short to look for inside other text, as whole tokens."""
+        short = sorted((v for v in self.secret_values if len(v) < MIN_SUBSTRING), key=len)
+        if not short:
+            return None
+        alternatives = "|".join(re.escape(v) for v in reversed(short))
+        return re.compile(rf"(?<![\w.+/=-])(?:{alternatives})(?![\w.+/=-])")
 
     def scrub_data(self, value: Any) -> Any:
-        """Structured data with every string holding a secret value replaced whole."""
+        """Structured data with every string that is, or holds, a secret value replaced whole.
+
+        A string equal to a secret is replaced whatever its length: that is where the
+        program puts a secret (a value of its own), so a short client secret is still found.
+        """
         if isinstance(value, dict):
             return {k: self.scrub_data(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self.scrub_data(v) for v in value]
-        if isinstance(value, str) and any(secret in value for secret in self._longest_first):
+        if isinstance(value, str) and (
+            value in self.secret_values or any(s in value for s in self._longest_first)
+        ):
             return SECRET_MARK
         return value
 
     def scrub(self, text: str) -> str:
-        """Replace any secret value that found its way into text (defence in depth)."""
+        """Replace any secret value that found its way into text (defence in depth): long
+        ones wherever they are, short ones where they stand alone (a YAML or JSON scalar)."""
         for value in self._longest_first:
             if value in text:
                 text = text.replace(value, SECRET_MARK)
+        if self._short_secrets is not None:
+            text = self._short_secrets.sub(SECRET_MARK, text)
         return text
 
 
@@ -224,14 +247,17 @@ def _leaves(value: Any) -> Iterable[str]:
 def _secret_strings(value: Any) -> Iterable[str]:
     """Secret text values (and their lines), wherever a Secret wraps a plain string.
 
-    A secret container (the release's values, an SSH connection) holds plain settings
-    too; its own secret parts are config secrets or outputs, which are collected as such.
+    Every value, however short; lines of a value (a key file's) only from MIN_SUBSTRING
+    characters, being parts rather than values. A secret container (the release's
+    values, an SSH connection) holds plain settings too; its own secret parts are config
+    secrets or outputs, which are collected as such.
     """
     if isinstance(value, Secret):
         inner = value.value
-        if isinstance(inner, str) and len(inner) >= 6:
-            yield inner
-            yield from (line for line in inner.splitlines() if len(line) >= 6)
+        if isinstance(inner, str):
+            if inner:
+                yield inner
+            yield from (line for line in inner.splitlines() if len(line) >= MIN_SUBSTRING)
         else:
             yield from _secret_strings(inner)
     elif isinstance(value, dict):
@@ -496,6 +522,7 @@ def _yaml(data: Any, sort_keys: bool = False) -> str:
 
 def rendered_files(plan: Plan) -> dict[str, str]:
     """Relative path -> text, for everything the program renders."""
+    from components.hub_values import SECRET_VALUE_PATHS
     from components.node_scripts import script_of
     from sitectl.manifests import is_kubernetes_object, manifest
 
@@ -508,7 +535,11 @@ def rendered_files(plan: Plan) -> dict[str, str]:
             # Inner secrets lose their own mark inside the all-secret values, so they are
             # found by value.
             values = _placeholders_for_secrets(
-                plan, redact(reveal_partially(res.inputs.get("values")), SECRET_MARK)
+                plan,
+                redact_paths(
+                    redact(reveal_partially(res.inputs.get("values")), SECRET_MARK),
+                    SECRET_VALUE_PATHS,
+                ),
             )
             files["values.yaml"] = _yaml(values, sort_keys=True)
         elif res.type == "command:remote:Command":
@@ -542,6 +573,18 @@ def preview_policy_config(plan: Plan) -> dict[str, Any]:
     if isinstance(secrets_rule, dict):
         secrets_rule.pop("knownSecrets", None)
     return config
+
+
+def redact_paths(values: Any, paths: Iterable[tuple[str, ...]]) -> Any:
+    """The values with whatever stands at each path replaced by the secret mark."""
+    out = copy.deepcopy(values)
+    for path in paths:
+        node = out
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node:
+            node[path[-1]] = SECRET_MARK
+    return out
 
 
 def reveal_partially(values: Any) -> Any:

@@ -244,6 +244,11 @@ def evaluate(
                 decided &= _run_rule(policy.name, check, report, violation, resource)
         if decided:
             report.ran.append(policy.name)
+    # The engine registers resources in no fixed order (the nodes' commands are created
+    # at once): violations are listed by policy, then resource, so two plans of the same
+    # config print and write the same.
+    order = {p.name: i for i, p in enumerate(policies)}
+    report.violations.sort(key=lambda v: (order.get(v.policy, 0), v.resource or "", v.message))
     return report
 
 

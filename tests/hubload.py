@@ -148,6 +148,21 @@ def load_authenticator(values: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _admitted(values: dict[str, Any], groups: list[str]) -> bool:
+    """Would the hub's own authenticator admit user bob with these groups in userinfo?"""
+    from jupyterhub.app import JupyterHub
+
+    c = traitlets_config(values)
+    app = JupyterHub(config=c)
+    authenticator = app.authenticator_class(parent=app, config=c)
+    auth_model = {
+        "name": "bob",
+        "admin": None,
+        "auth_state": {"oauth_user": {"preferred_username": "bob", "groups": groups}},
+    }
+    return bool(asyncio.run(authenticator.check_allowed("bob", auth_model)))
+
+
 def _defining_class(cls: type, attribute: str) -> type:
     return next(k for k in cls.__mro__ if attribute in vars(k))
 
@@ -175,10 +190,17 @@ def load_spawner(values: dict[str, Any]) -> dict[str, Any]:
             )
             form = spawner._render_options_form(profiles) if profiles else ""
             images = {}
+            resources = {}
             for profile in profiles:
                 fresh = _spawner(values, loop)
                 loop.run_until_complete(_maybe(fresh._load_profile(profile["slug"], profiles)))
                 images[profile["display_name"]] = fresh.image
+                resources[profile["display_name"]] = [
+                    fresh.cpu_limit,
+                    fresh.cpu_guarantee,
+                    fresh.mem_limit,
+                    fresh.mem_guarantee,
+                ]
             # The auth-state hook (hub.extraConfig), called as the hub calls it at spawn.
             hooked = _spawner(values, loop)
             loop.run_until_complete(hooked.run_auth_state_hook({"access_token": PROBE_TOKEN}))
@@ -190,7 +212,9 @@ def load_spawner(values: dict[str, Any]) -> dict[str, Any]:
     return {
         "profiles": [p["display_name"] for p in profiles],
         "form_names_all_shown": all(p["display_name"] in form for p in profiles),
+        "form": form,
         "images": images,
+        "resources": resources,
         "image": spawner.image,
         "default_url": spawner.default_url,
         "environment_after_hook": {
@@ -212,10 +236,13 @@ def check(case: dict[str, Any]) -> dict[str, Any]:
     saved = dict(os.environ)
     os.environ.update(case.get("env") or {})
     try:
-        return {
+        report: dict[str, Any] = {
             "authenticator": load_authenticator(case["values"]),
             "spawner": load_spawner(case["values"]),
         }
+        if "admit" in case:
+            report["admitted"] = [_admitted(case["values"], groups) for groups in case["admit"]]
+        return report
     except Exception as exc:  # the refusal is the result a test may look for
         return {"error": f"{type(exc).__name__}: {exc}"}
     finally:

@@ -15,6 +15,22 @@ DNS_LABEL = (
     "is not a DNS label (lowercase letters, digits and '-', 1-63 characters, "
     "starting and ending with a letter or digit)"
 )
+EVIL = "203.0.113.9"
+SCOPED = (
+    "is an IPv6 address with a scope id (%...): HAProxy cannot use a scoped address; give the "
+    "node's global or unique-local address"
+)
+ALLOW_ALL_WITH_GROUPS = (
+    "admits every account of the provider, whatever allowedGroups says (oauthenticator checks "
+    "allow_all first): remove allowAll to admit only allowedGroups, or remove allowedGroups to "
+    "admit everyone"
+)
+MARKUP = "contains '<', '>' or '&', which the spawn page would read as HTML; use plain text"
+UNPINNED = (
+    "is missing; pin the SSH host key (`ssh-keyscan -t ed25519 {host}`, its fingerprint checked "
+    "out of band), or accept the risk with nodes.allowUnpinnedHostKeys: true"
+)
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1c3RlZC1ub3QtYS1yZWFsLWtleS0wMDAwMDAw"
 HTTPS = "is not an https:// URL with a host name and no spaces or credentials"
 SYSTEM_DIR = (
     "is a system directory or one that holds others: mounting the share there would hide what "
@@ -129,10 +145,15 @@ BAD: list[tuple[str, Any, str]] = [
         "(oauthenticator 16 refuses every user otherwise)",
     ),
     (
-        "hub.oauth.allowedGroups",
-        ["science"],
+        "hub.oauth.adminGroups",
+        ["admins"],
         "hub.oauth.claimGroupsKey: null is required with allowedGroups or adminGroups "
         "(the claim that lists groups)",
+    ),
+    (
+        "hub.oauth.allowedGroups",
+        ["science"],
+        f"hub.oauth.allowAll: true {ALLOW_ALL_WITH_GROUPS}",
     ),
     ("hub.oauth.scopes", "openid profile", 'hub.oauth.scopes: "openid profile" is not a list'),
     ("nodes.mountPath", "/mnt/k8s shared", f'nodes.mountPath: "/mnt/k8s shared" {PATH}'),
@@ -151,6 +172,14 @@ BAD: list[tuple[str, Any, str]] = [
         'nodes.hosts[1].address: "192.168.250.195; reboot" is not an IP address or a lowercase '
         "DNS name",
     ),
+    # A scope id took anything after the '%': here a second HAProxy server line.
+    (
+        "nodes.hosts[1].address",
+        f"fe80::1%eth0\n    server evil {EVIL}:80 check",
+        f'nodes.hosts[1].address: "fe80::1%eth0\\n    server evil {EVIL}:80 check" {SCOPED}',
+    ),
+    ("nodes.hosts[0].address", "fe80::1%eth0", f'nodes.hosts[0].address: "fe80::1%eth0" {SCOPED}'),
+    ("nodes.bastion.host", 'fe80::1%a "b', f'nodes.bastion.host: "fe80::1%a \\"b" {SCOPED}'),
     ("nodes.hosts[0].name", "K8S_master", f'nodes.hosts[0].name: "K8S_master" {DNS_LABEL}'),
     (
         "nodes.hosts[2].name",
@@ -164,6 +193,16 @@ BAD: list[tuple[str, Any, str]] = [
         "'-', starting with a letter or '_', at most 32 characters)",
     ),
     ("nodes.hosts", [], "nodes.hosts: [] has too few items; expected at least 1"),
+    (
+        "nodes.allowUnpinnedHostKeys",
+        DELETE,
+        f"nodes.hosts[0].hostKey: {UNPINNED.format(host='192.168.250.83')}",
+    ),
+    (
+        "nodes.allowUnpinnedHostKeys",
+        False,
+        f"nodes.hosts[0].hostKey: {UNPINNED.format(host='192.168.250.83')}",
+    ),
     (
         "nodes.hosts[0].hostKey",
         "garbage",
@@ -212,6 +251,27 @@ BAD: list[tuple[str, Any, str]] = [
     ),
     ("hub.logo", "Pulumi.yaml", 'hub.logo: "Pulumi.yaml" is not a PNG file'),
     (
+        "hub.profiles[0].displayName",
+        "<script>alert(1)</script>",
+        'hub.profiles[0].displayName: "<script>alert(1)</script>" ' + MARKUP,
+    ),
+    (
+        "hub.profiles[1].description",
+        'R &amp; Julia <img src=x onerror="alert(1)">',
+        'hub.profiles[1].description: "R &amp; Julia <img src=x onerror=\\"alert(1)\\">" ' + MARKUP,
+    ),
+    ("hub.profiles[1].displayName", "a > b", f'hub.profiles[1].displayName: "a > b" {MARKUP}'),
+    (
+        "hub.profiles[1].memory",
+        {"limit": "1G", "guarantee": "2G"},
+        'hub.profiles[1].memory.guarantee: "2G" is above the limit 1G',
+    ),
+    (
+        "hub.profiles[1].cpu",
+        {"limit": 0, "guarantee": 0.5},
+        "hub.profiles[1].cpu.limit: 0 is not a CPU count in (0, 1024], such as 0.5 or 2",
+    ),
+    (
         "hub.profiles[1].default",
         True,
         "hub.profiles[1].default: true is a second default profile",
@@ -235,6 +295,41 @@ def test_bad_config_is_one_line_and_registers_nothing(key: str, value: Any, mess
     assert result.resources == [], (
         f"{key}={value!r} registered {[r.name for r in result.resources]}"
     )
+
+
+def test_allow_all_cannot_be_narrowed_by_groups() -> None:
+    """A new user copies espsrc (allowAll: true) and adds groups to restrict access: refused,
+    with the line saying which key to remove; removing allowAll then plans."""
+    groups = {"hub.oauth.allowedGroups": ["science"], "hub.oauth.claimGroupsKey": "groups"}
+    refused = run(site(**groups))
+    assert isinstance(refused.error, ConfigError)
+    assert str(refused.error) == f"hub.oauth.allowAll: true {ALLOW_ALL_WITH_GROUPS}"
+    assert refused.resources == []
+    for allow_all in (DELETE, False):
+        run(site(**groups, **{"hub.oauth.allowAll": allow_all})).ok()
+    # Admins by group, everyone admitted: no restriction is implied, so it stays allowed.
+    run(site(**{"hub.oauth.adminGroups": ["admins"], "hub.oauth.claimGroupsKey": "groups"})).ok()
+
+
+def test_every_host_key_is_required_unless_the_site_accepts_the_risk() -> None:
+    pinned = {f"nodes.hosts[{i}].hostKey": HOST_KEY for i in range(3)}
+    strict = {**pinned, "nodes.allowUnpinnedHostKeys": DELETE}
+    run(site(**strict)).ok()
+    # The last node, and then a bastion, without a key: each named.
+    for missing, key, host in (
+        (
+            {k: v for k, v in strict.items() if k != "nodes.hosts[2].hostKey"},
+            "hosts[2]",
+            "192.168.250.214",
+        ),
+        ({**strict, "nodes.bastion.host": "jump.example.org"}, "bastion", "jump.example.org"),
+    ):
+        result = run(site(**missing))
+        assert isinstance(result.error, ConfigError)
+        assert str(result.error) == f"nodes.{key}.hostKey: {UNPINNED.format(host=host)}"
+        assert result.resources == []
+    bastion = {"nodes.bastion.host": "jump.example.org", "nodes.bastion.hostKey": HOST_KEY}
+    run(site(**strict, **bastion)).ok()
 
 
 def test_unknown_top_level_key_is_named() -> None:

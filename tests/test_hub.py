@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
+from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -16,6 +19,7 @@ from sitectl.mockrun import ProgramRun, Secret, reveal
 from tests.hubenv import hub_versions, load_in_hub, pins
 from tests.hubload import PROBE_TOKEN, VERSIONS
 from tests.sites import (
+    DELETE,
     OAUTH_SECRET,
     ROOT,
     chart_defaults,
@@ -38,6 +42,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "hub.oauth.adminGroups": ["ska-admins"],
     },
     "base-url": {"hub.baseUrl": "/jhub/"},
+    "profile-resources": {
+        "hub.profiles[1].cpu": {"limit": 4, "guarantee": 1},
+        "hub.profiles[1].memory": {"limit": "8G", "guarantee": "2G"},
+    },
     "no-logo-prompt-consent": {
         "hub.logo": None,
         "hub.oauth.extraAuthorizeParams": {"prompt": "consent"},
@@ -208,6 +216,10 @@ def test_kubespawner_accepts_the_profile_list(version: str, variant: str) -> Non
     assert spawner["form_names_all_shown"]
     assert spawner["images"] == expected
     assert spawner["default_url"] == "/lab"
+    if variant == "profile-resources":
+        # KubeSpawner reads G as 2**30, as it does singleuser.memory.
+        resources = spawner["resources"]["Datascience environment"]
+        assert resources == [4, 1, 8 * 2**30, 2 * 2**30]
 
 
 @pytest.mark.parametrize("version", VERSIONS_LIST)
@@ -231,7 +243,7 @@ def test_callback_and_hub_url_share_host_and_base_url() -> None:
         generic = values_of(result)["hub"]["config"]["GenericOAuthenticator"]
         assert generic["oauth_callback_url"] == f"{hub_url}hub/oauth_callback"
         namespace = result.named("hub-namespace")
-        assert namespace.inputs["metadata"]["annotations"] == {HUB_URL_ANNOTATION: hub_url}
+        assert namespace.inputs["metadata"]["annotations"][HUB_URL_ANNOTATION] == hub_url
 
 
 def test_outputs() -> None:
@@ -316,3 +328,78 @@ def test_hub_namespace_outlives_a_destroy() -> None:
     ):
         namespace = run(site(**changes)).ok().named("hub-namespace")
         assert namespace.retain_on_delete, changes
+
+
+def _admitted(values: dict[str, Any], *groups: list[str]) -> list[bool]:
+    """Would the hub's own authenticator (3.1.0's) admit a user with each of these groups?"""
+    return list(
+        load_in_hub("3.1.0", {"c": {"values": values, "admit": list(groups)}})["c"]["admitted"]
+    )
+
+
+def test_allow_all_next_to_groups_would_admit_anyone() -> None:
+    """Why the program refuses allowAll with allowedGroups: oauthenticator's allow_all wins.
+    The config the refusal leads to (allowAll removed) admits members only."""
+    groups = {"hub.oauth.allowedGroups": ["science"], "hub.oauth.claimGroupsKey": "groups"}
+    assert run(site(**groups)).error is not None, "the program refuses the combination"
+    restricted = values_of(run(site(**groups, **{"hub.oauth.allowAll": DELETE})).ok())
+    assert _admitted(restricted, ["science"], ["other"]) == [True, False]
+    # What de39cf7 deployed for that config: everyone in.
+    both = deep_merge(
+        restricted, {"hub": {"config": {"GenericOAuthenticator": {"allow_all": True}}}}
+    )
+    assert _admitted(both, ["other"]) == [True]
+
+
+class _FormText(HTMLParser):
+    """The spawn form's profile titles (h3) and descriptions (p), and every tag seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.texts: dict[str, list[str]] = {"h3": [], "p": []}
+        self._open: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self._open = tag if tag in self.texts else None
+
+    def handle_data(self, data: str) -> None:
+        if self._open:
+            self.texts[self._open].append(data)
+            self._open = None
+
+
+def test_profile_text_reaches_the_spawn_page_as_text(tmp_path: Path) -> None:
+    """KubeSpawner renders titles and descriptions unescaped: what the config accepts is
+    plain text on the page, and what would be markup is refused."""
+    title, description = "Data science (R, Julia) \"big\" 'n' fast", "Python/R; 4 CPUs = fast!"
+    changes = {"hub.profiles[1].displayName": title, "hub.profiles[1].description": description}
+
+    def form_of(settings: dict[str, Any]) -> _FormText:
+        report = load_in_hub("3.1.0", {"c": {"values": values_of(run(settings).ok())}})
+        form = _FormText()
+        form.feed(report["c"]["spawner"]["form"])
+        return form
+
+    form = form_of(site(**changes))
+    assert form.texts["h3"] == ["Minimal environment", title]
+    assert form.texts["p"] == ["A Python environment.", description]
+    assert form.tags == form_of(site()).tags, "the text added no element to the page"
+    for markup in ("<script>alert(1)</script>", 'x <img src=x onerror="alert(1)">'):
+        assert run(site(**{"hub.profiles[1].displayName": markup})).error is not None
+        assert run(site(**{"hub.profiles[1].description": markup})).error is not None
+
+
+def test_namespace_carries_the_sites_resource_ceiling() -> None:
+    """The largest limits the site configures, for policies to hold the merged values to."""
+    from components.jupyterhub import RESOURCE_CEILING_ANNOTATION
+
+    def ceiling(**changes: Any) -> Any:
+        namespace = run(site(**changes)).ok().named("hub-namespace")
+        return json.loads(namespace.inputs["metadata"]["annotations"][RESOURCE_CEILING_ANNOTATION])
+
+    assert ceiling() == {"cpu": 0.5, "memory": "1G"}
+    bigger = {"hub.profiles[1].cpu": {"limit": 4, "guarantee": 1},
+              "hub.profiles[1].memory": {"limit": "900Mi", "guarantee": "1Mi"}}  # fmt: skip
+    assert ceiling(**bigger) == {"cpu": 4, "memory": "1G"}, "1G is more than 900Mi"

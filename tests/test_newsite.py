@@ -129,3 +129,20 @@ def test_new_site_refuses_a_name_that_is_not_a_dns_label(name: str, tmp_path: Pa
     assert result.stderr.startswith(f"error: STACK: {name!r} is not a DNS label")
     assert not (PROJECT_DIR / f"Pulumi.{name}.yaml").exists()
     assert not pwned.exists(), "the name reached a shell's parser"
+
+
+def test_a_host_key_left_to_fill_is_one_problem(new_stack: str) -> None:
+    """The template's hostKey placeholder is reported as unfilled, not also as missing."""
+    assert make("new-site", f"STACK={new_stack}").returncode == 0
+    path = PROJECT_DIR / f"Pulumi.{new_stack}.yaml"
+    doc = yaml.safe_load(path.read_text())
+    for key, value in FILLED.items():
+        if key != "nodes.hosts[0].hostKey":
+            _set(doc, key, value)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = make("plan", f"STACK={new_stack}")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: nodes.hosts[0].hostKey: is still '<fill in>', to be filled in (pinned SSH host key)"
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -556,3 +557,71 @@ def test_make_plan_passes_args_through_and_never_echoes_them(tmp_path: Path) -> 
     assert document["chart"] is None and document["stack"] == "espsrc"
     assert not any(p["key"] == "oauthClientSecret" for p in document["placeholders"])
     assert (out / "plan.json").is_file()
+
+
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1c3RlZC1ub3QtYS1yZWFsLWtleS0wMDAwMDAw"
+
+
+def _host_key_advisories(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if "[advisory] ssh-host-keys-pinned" in line]
+
+
+def test_unpinned_host_keys_plan_with_an_advisory_on_every_node(
+    espsrc_plan: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
+    result, _ = espsrc_plan
+    assert result.returncode == 0, result.stderr
+    advisories = _host_key_advisories(result.stdout)
+    assert [line.split("(")[1].split(")")[0] for line in advisories] == [
+        "mounts-k8s-master-0",
+        "mounts-k8s-workers-1",
+        "mounts-k8s-workers-2",
+    ]
+    vault = plan("example-vault", "--out", str(tmp_path / "vault"))
+    assert vault.returncode == 0, vault.stderr
+    lines = _host_key_advisories(vault.stdout)
+    assert len(lines) == 2 and all("the bastion at bastion.src.example.org" in x for x in lines)
+
+
+def test_host_keys_are_required_without_the_opt_out(tmp_path: Path) -> None:
+    settings = espsrc()
+    del settings["nodes"]["allowUnpinnedHostKeys"]
+    result = plan("espsrc", "--stack-file", str(stack_file(tmp_path, settings)),
+                  "--out", str(tmp_path / "o"))  # fmt: skip
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.startswith("error: nodes.hosts[0].hostKey: is missing; pin the SSH host")
+    assert result.stderr.count("\n") == 1
+    for host in settings["nodes"]["hosts"]:
+        host["hostKey"] = HOST_KEY
+    pinned = plan("espsrc", "--stack-file", str(stack_file(tmp_path, settings)),
+                  "--out", str(tmp_path / "p"))  # fmt: skip
+    assert pinned.returncode == 0, pinned.stderr
+    assert _host_key_advisories(pinned.stdout) == []
+    assert "ssh-host-keys-pinned" not in pinned.stdout
+
+
+def test_short_secrets_are_redacted_in_everything_the_plan_writes(tmp_path: Path) -> None:
+    """A client secret of 3 characters, and a key file of 1: no file or output shows them."""
+    out = tmp_path / "plan"
+    result = plan("espsrc", "--out", str(out), "--secret", "oauthClientSecret=Zq9",
+                  "--secret", "sshPrivateKey=K")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    values = yaml.safe_load((out / "values.yaml").read_text())
+    assert values["hub"]["config"]["GenericOAuthenticator"]["client_secret"] == "[secret]"
+    assert values["proxy"]["secretToken"] == "[secret]"
+    texts = {"stdout": result.stdout, **{str(p): p.read_text() for p in out.rglob("*.*")}}
+    for where, text in texts.items():
+        assert re.search(r"(?<![\w.+/=-])(Zq9|K)(?![\w.+/=-])", text) is None, where
+
+
+def test_scrub_finds_short_secrets_where_they_stand_alone() -> None:
+    from sitectl.plan import Plan
+
+    scrubber = Plan("s", "p", None, [], {"Zq9", "a-long-secret-value"})  # type: ignore[arg-type]
+    assert scrubber.scrub("client_secret: Zq9\nx: 'Zq9'\nZq9x aZq9 a-long-secret-value!") == (
+        "client_secret: [secret]\nx: '[secret]'\nZq9x aZq9 [secret]!"
+    )
+    assert scrubber.scrub_data({"a": ["Zq9", "Zq9x"], "b": "x a-long-secret-value"}) == {
+        "a": ["[secret]", "Zq9x"],
+        "b": "[secret]",
+    }

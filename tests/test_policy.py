@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pulumi
@@ -17,7 +18,7 @@ from pulumi_policy import EnforcementLevel
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 from policy.rules import POLICIES, is_pinned, quantity, secret_material
-from sitectl.mockrun import ProgramRun, fake_cephx_key, run_program
+from sitectl.mockrun import ProgramRun, fake_cephx_key, reveal, run_program
 from sitectl.policy_engine import PolicyConfigError, PolicyReport, evaluate
 from tests.sites import ROOT, run, site
 from tests.test_plan import plan
@@ -308,6 +309,204 @@ def test_allow_all_is_advisory(espsrc_report: PolicyReport) -> None:
     assert fired(check(groups), "allow-all-admits-everyone") == []
 
 
+def test_allow_all_with_groups_fires_on_the_merged_values() -> None:
+    """Groups added through hub.extraValues next to allowAll restrict nothing either."""
+    groups = {"allowed_groups": ["science"], "claim_groups_key": "groups"}
+    report = check(extra_values({"hub": {"config": {"GenericOAuthenticator": groups}}}))
+    [violation] = [v for v in report.mandatory if v.policy == "allow-all-with-groups"]
+    assert violation.message == (
+        "allow_all is set together with allowed_groups ['science']: oauthenticator admits every "
+        "account on allow_all before it looks at groups, so the groups restrict nothing. "
+        "Remove allow_all (hub.oauth.allowAll) to admit only the groups."
+    )
+    # allow_all from extraValues, over a site restricted to groups: the same.
+    restricted = {
+        "hub.oauth.allowAll": False,
+        "hub.oauth.claimGroupsKey": "groups",
+        "hub.oauth.allowedGroups": ["ska"],
+    }
+    sneaked = {"hub": {"config": {"OAuthenticator": {"allow_all": True}}}}
+    assert fired(check(extra_values(sneaked, **restricted)), "allow-all-with-groups")
+    assert fired(check(run(site(**restricted))), "allow-all-with-groups") == []
+
+
+def test_allow_all_with_groups_quiet(espsrc_report: PolicyReport) -> None:
+    assert fired(espsrc_report, "allow-all-with-groups") == []
+
+
+UNPINNED_NODE = (
+    "No SSH host key is pinned for the node at {host}: whatever answers there gets the cephx "
+    "key and runs the node scripts as root. Pin hostKey (ssh-keyscan, fingerprint checked out "
+    "of band) and remove nodes.allowUnpinnedHostKeys."
+)
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1c3RlZC1ub3QtYS1yZWFsLWtleS0wMDAwMDAw"
+
+
+def test_unpinned_host_keys_are_an_advisory_on_every_node(espsrc_report: PolicyReport) -> None:
+    found = [v for v in espsrc_report.violations if v.policy == "ssh-host-keys-pinned"]
+    assert {v.level for v in found} == {"advisory"}
+    assert {v.resource: v.message for v in found} == {
+        f"mounts-{node}": UNPINNED_NODE.format(host=host)
+        for node, host in (
+            ("k8s-master-0", "192.168.250.83"),
+            ("k8s-workers-1", "192.168.250.195"),
+            ("k8s-workers-2", "192.168.250.214"),
+        )
+    }
+    # A pinned node behind an unpinned bastion: the bastion is named.
+    bastion = run(
+        site(**{"nodes.hosts[0].hostKey": HOST_KEY, "nodes.bastion.host": "jump.example.org"})
+    )
+    messages = {v.resource: v.message for v in check(bastion).violations}
+    assert messages["mounts-k8s-master-0"].startswith(
+        "No SSH host key is pinned for the bastion at jump.example.org: "
+    )
+    assert messages["mounts-k8s-workers-1"].startswith(
+        "No SSH host key is pinned for the node at 192.168.250.195 or the bastion at "
+        "jump.example.org: "
+    )
+
+
+def test_pinned_host_keys_quiet() -> None:
+    pinned = {f"nodes.hosts[{i}].hostKey": HOST_KEY for i in range(3)}
+    bastion = {"nodes.bastion.host": "jump.example.org", "nodes.bastion.hostKey": HOST_KEY}
+    strict = {**pinned, **bastion, "nodes.allowUnpinnedHostKeys": False}
+    report = check(run(site(**strict)))
+    assert "ssh-host-keys-pinned" in report.ran
+    assert fired(report, "ssh-host-keys-pinned") == []
+
+
+# -- hub.extraValues cannot take away what the site config guarantees --------------------
+def _profile(override: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "singleuser": {"profileList": [{"display_name": "x", "kubespawner_override": override}]}
+    }
+
+
+# (what an operator could write in hub.extraValues, the rule, the start of its message)
+BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
+    ("cpu-limit-0", {"singleuser": {"cpu": {"limit": 0, "guarantee": 0}}},
+     "singleuser-resources", "singleuser.cpu.limit is 0: KubeSpawner sets no limit"),
+    ("memory-limit-0", {"singleuser": {"memory": {"limit": "0", "guarantee": "0"}}},
+     "singleuser-resources", "singleuser.memory.limit is '0': KubeSpawner sets no limit"),
+    ("limit-raised", {"singleuser": {"cpu": {"limit": 64}}}, "resources-within-site-limits",
+     "singleuser.cpu.limit is 64, above the largest cpu limit the site configures (0.5 CPUs)"),
+    # (a null never reaches Helm: Pulumi drops None from the values it sends)
+    ("profile-removes-limit", _profile({"cpu_limit": 0}), "resources-within-site-limits",
+     "singleuser.profileList[0].kubespawner_override.cpu_limit is 0: it removes"),
+    ("profile-limit-0", _profile({"mem_limit": 0}), "resources-within-site-limits",
+     "singleuser.profileList[0].kubespawner_override.mem_limit is 0: it removes"),
+    ("profile-raises-limit", _profile({"mem_limit": "64G"}), "resources-within-site-limits",
+     "singleuser.profileList[0].kubespawner_override.mem_limit is '64G', above the largest "
+     "memory limit the site configures (1e+09 bytes)"),
+    ("profile-option-raises",
+     {"singleuser": {"profileList": [{"display_name": "x", "profile_options": {"size": {
+         "display_name": "Size",
+         "choices": {"xl": {"display_name": "XL", "kubespawner_override": {"cpu_limit": 32}}},
+     }}}]}},
+     "resources-within-site-limits",
+     "singleuser.profileList[0].profile_options.size.choices.xl.kubespawner_override.cpu_limit "
+     "is 32, above"),
+    ("extra-config", {"hub": {"extraConfig": {"admins": "c.Authenticator.admin_users = {'eve'}"}}},
+     "no-hub-code-from-extra-values", "hub.extraValues sets hub.extraConfig, which is Python"),
+    ("existing-secret", {"hub": {"existingSecret": "my-hub-secret"}},
+     "no-hub-code-from-extra-values", "hub.extraValues sets hub.existingSecret, which replaces"),
+    ("load-balancer", {"proxy": {"service": {"type": "LoadBalancer"}}},
+     "proxy-service-node-port", "proxy.service.type is 'LoadBalancer', not NodePort"),
+    ("user-netpol-off", {"singleuser": {"networkPolicy": {"enabled": False}}},
+     "network-policies-enabled", "singleuser.networkPolicy.enabled is false"),
+    ("hub-netpol-off", {"hub": {"networkPolicy": {"enabled": False}}},
+     "network-policies-enabled", "hub.networkPolicy.enabled is false"),
+    ("metadata-open",
+     {"singleuser": {"cloudMetadata": {"blockWithIptables": False},
+                     "networkPolicy": {"egressAllowRules": {"cloudMetadataServer": True}}}},
+     "cloud-metadata-blocked", "User servers reach the cloud metadata server"),
+    ("metadata-no-netpol",
+     {"singleuser": {"cloudMetadata": {"blockWithIptables": False},
+                     "networkPolicy": {"enabled": False}}},
+     "cloud-metadata-blocked", "User servers reach the cloud metadata server"),
+    ("host-network", {"singleuser": {"extraPodConfig": {"hostNetwork": True}}},
+     "user-pods-confined", "singleuser.extraPodConfig.hostNetwork is true: a user's server "
+     "shares the node's network"),
+    ("host-pid-in-profile", _profile({"extra_pod_config": {"hostPID": True}}),
+     "user-pods-confined",
+     "singleuser.profileList[0].kubespawner_override.extra_pod_config.hostPID is true"),
+    ("privileged",
+     {"singleuser": {"extraContainers": [{"name": "x", "image": "busybox:1.36",
+                                          "securityContext": {"privileged": True}}]}},
+     "user-pods-confined", "singleuser.extraContainers[0].securityContext.privileged is true"),
+    ("escalation", {"singleuser": {"allowPrivilegeEscalation": True}},
+     "user-pods-confined", "singleuser.allowPrivilegeEscalation is true"),
+    ("escalation-in-profile", _profile({"allow_privilege_escalation": True}),
+     "user-pods-confined",
+     "singleuser.profileList[0].kubespawner_override.allow_privilege_escalation is true"),
+    ("host-path",
+     {"singleuser": {"storage": {"extraVolumes": [{"name": "h", "hostPath": {"path": "/"}}]}}},
+     "user-pods-confined", "singleuser.storage.extraVolumes[0].hostPath mounts a directory"),
+    ("host-path-hub", {"hub": {"extraVolumes": [{"name": "h", "hostPath": {"path": "/etc"}}]}},
+     "user-pods-confined", "hub.extraVolumes[0].hostPath mounts a directory"),
+    ("storage-none", {"singleuser": {"storage": {"type": "none"}}},
+     "user-storage-persistent", "singleuser.storage.type is none"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("values", "policy", "message"),
+    [b[1:] for b in BYPASSES],
+    ids=[b[0] for b in BYPASSES],
+)
+def test_extra_values_cannot_bypass_a_mandatory_rule(
+    values: dict[str, Any], policy: str, message: str
+) -> None:
+    report = check(extra_values(values))
+    found = [v.message for v in report.mandatory if v.policy == policy]
+    assert any(m.startswith(message) for m in found), found or report.violations
+
+
+def test_what_the_site_configures_stays_allowed() -> None:
+    """A profile with more than the default, metadata blocked by the network policy
+    alone, network policy settings that change nothing: no violation."""
+    bigger = {
+        "hub.profiles[1].cpu": {"limit": 4, "guarantee": 1},
+        "hub.profiles[1].memory": {"limit": "8G", "guarantee": "2G"},
+        "hub.extraValues": {
+            "singleuser": {
+                "cloudMetadata": {"blockWithIptables": False},
+                "networkPolicy": {"enabled": True},
+            }
+        },
+    }
+    result = run(site(**bigger))
+    report = check(result)
+    assert report.mandatory == []
+    values = reveal(result.one("kubernetes:helm.sh/v3:Release").inputs["values"])
+    override = values["singleuser"]["profileList"][1]["kubespawner_override"]
+    assert override["cpu_limit"] == 4 and override["mem_limit"] == "8G"
+    # The default may take the larger profile's share too, not more.
+    raised = dict(bigger, **{"hub.extraValues": {"singleuser": {"cpu": {"limit": 4}}}})
+    assert fired(check(run(site(**raised))), "resources-within-site-limits") == []
+    raised = dict(bigger, **{"hub.extraValues": {"singleuser": {"cpu": {"limit": 4.5}}}})
+    assert fired(check(run(site(**raised))), "resources-within-site-limits")
+
+
+def test_hub_code_the_program_writes_is_allowed() -> None:
+    """extraConfig and existingSecret are refused by where they come from, not by key."""
+    from policy.rules import Hub, _program_only_values
+
+    values = {"hub": {"extraConfig": {"site": "c.X = 1"}, "existingSecret": "hub"}}
+    found: list[str] = []
+    release: Any = SimpleNamespace(urn="urn:hub-release")
+    hub = Hub(release=release, values=values, namespace=None, site={}, extra_values={})
+
+    def report(message: str, urn: str | None = None) -> None:
+        found.append(message)
+
+    _program_only_values(hub, {}, report)
+    assert found == []
+    _program_only_values(Hub(hub.release, values, None, values), {}, report)
+    assert len(found) == 2, "the same keys from hub.extraValues"
+
+
 def test_chart_version_is_advisory() -> None:
     report = check(run(site(**{"hub.chartVersion": "4.0.0", "hub.allowUntestedChart": True})))
     [violation] = [v for v in report.violations if v.policy == "chart-version-tested"]
@@ -567,6 +766,14 @@ def test_which_rules_decide_in_a_first_preview() -> None:
         "share-protected",
         "node-port-in-range",
         "storage-reclaim-retain",
+        "resources-within-site-limits",
+        "user-pods-confined",
+        "network-policies-enabled",
+        "cloud-metadata-blocked",
+        "proxy-service-node-port",
+        "user-storage-persistent",
+        "no-hub-code-from-extra-values",
+        "allow-all-with-groups",
     ):
         assert important in report.ran, important
     # The mount commands embed the share's export path, known only once the share exists:
@@ -579,6 +786,10 @@ def test_which_rules_decide_in_a_first_preview() -> None:
         site(**{"hub.extraValues": {"singleuser": {"image": {"tag": "latest"}}}}), preview=True
     )
     assert fired(check(bad), "pinned-images"), "decided from the settings ConfigMap"
+    code = {"hub": {"extraConfig": {"x": "c.X = 1"}, "networkPolicy": {"enabled": False}}}
+    report = check(run(site(**{"hub.extraValues": code}), preview=True))
+    assert fired(report, "no-hub-code-from-extra-values")
+    assert fired(report, "network-policies-enabled")
 
 
 def test_unknown_input_skips_a_resource_rule_on_that_resource_only() -> None:
@@ -651,11 +862,12 @@ def test_espsrc_plan_exits_0_with_a_policy_summary(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     # espsrc keeps chart 3.1.0 until it is adopted: the vulnerable JupyterHub and the old
     # user-scheduler on its Kubernetes 1.30 are advised, besides allow_all and unenforced
-    # claim sizes.
-    assert "Policies: 16 run, 0 mandatory violations, 4 advisory" in result.stdout
+    # claim sizes and its unpinned host keys (one advisory per node).
+    assert "Policies: 25 run, 0 mandatory violations, 7 advisory" in result.stdout
     for policy in ("allow-all-admits-everyone", "chart-version-vulnerable", "user-scheduler-skew"):
         assert f"[advisory] {policy} (hub-release)" in result.stdout, policy
     assert "[advisory] capacity-enforced (" in result.stdout
+    assert result.stdout.count("[advisory] ssh-host-keys-pinned (") == 3
 
 
 def test_plan_policy_config_file(tmp_path: Path) -> None:
@@ -747,6 +959,39 @@ def test_adopted_resources_changed_fires_and_stays_quiet() -> None:
             {"hub": {"config": {"GenericOAuthenticator": {"client_secret": "c"}}}},
             "hub.config.GenericOAuthenticator.client_secret",
         ),
+        # The list form of environment variables: an entry is judged by its name.
+        ({"hub": {"extraEnv": [{"name": "OAUTH_CLIENT_SECRET", "value": "s"}]}}, "hub.extraEnv[0]"),
+        (
+            {
+                "singleuser": {
+                    "extraEnv": [
+                        {"name": "TZ", "value": "UTC"},
+                        {"name": "API_TOKEN", "value": "t"},
+                    ]
+                }
+            },
+            "singleuser.extraEnv[1]",
+        ),
+        # Secrets written into hub.extraConfig's code.
+        (
+            {"hub": {"extraConfig": {"oauth": 'c.GenericOAuthenticator.client_secret = "s"'}}},
+            "hub.extraConfig.oauth",
+        ),
+        (
+            {"hub": {"extraConfig": {"env": 'import os\nos.environ["GITLAB_TOKEN"] = "t"\n'}}},
+            "hub.extraConfig.env",
+        ),
+        ({"hub": {"extraConfig": {"k": 'c.CryptKeeper.keys = ["k1"]'}}}, "hub.extraConfig.k"),
+        (
+            {"hub": {"extraConfig": {"u": 'c.JupyterHub.services = [{"api_token": "t"}]'}}},
+            "hub.extraConfig.u",
+        ),
+        (
+            {"hub": {"extraConfig": {"x": 'os.environ.setdefault("DB_PASSWORD", "p")'}}},
+            "hub.extraConfig.x",
+        ),
+        # Code the hub could not even parse is judged by its text.
+        ({"hub": {"extraConfig": {"bad": 'password = "p" +'}}}, "hub.extraConfig.bad"),
     ],
 )
 def test_extra_values_refuse_every_kind_of_secret(values: dict[str, Any], key: str) -> None:
@@ -767,6 +1012,25 @@ def test_extra_values_refuse_every_kind_of_secret(values: dict[str, Any], key: s
         {"hub": {"config": {"GenericOAuthenticator": {"token_url": "https://iam/token"}}}},
         {"hub": {"db": {"url": "sqlite:///jupyterhub.sqlite"}}},
         {"singleuser": {"extraEnv": {"JUPYTER_ENABLE_LAB": "yes"}}},
+        {"singleuser": {"extraEnv": [{"name": "TZ", "value": "UTC"}]}},
+        {
+            "hub": {
+                "extraEnv": [
+                    {
+                        "name": "OAUTH_CLIENT_SECRET",
+                        "valueFrom": {"secretKeyRef": {"name": "oauth", "key": "secret"}},
+                    }
+                ]
+            }
+        },
+        {
+            "hub": {
+                "extraConfig": {
+                    "env": 'import os\nc.GenericOAuthenticator.client_secret = os.environ["S"]',
+                    "url": 'c.GenericOAuthenticator.token_url = "https://iam.example.org/token"',
+                }
+            }
+        },
         {
             "singleuser": {
                 "extraEnv": {
@@ -786,7 +1050,24 @@ def test_policy_pack_agrees_with_the_program() -> None:
     from policy import rules
 
     assert rules.HUB_URL_ANNOTATION == jupyterhub.HUB_URL_ANNOTATION
+    assert rules.RESOURCE_CEILING_ANNOTATION == jupyterhub.RESOURCE_CEILING_ANNOTATION
+    assert rules.EXTRA_VALUES_KEY == jupyterhub.EXTRA_VALUES_KEY
     assert rules.SETTINGS_CONFIG_MAP == jupyterhub.SETTINGS_CONFIG_MAP
     assert rules.SETTINGS_KEY == jupyterhub.SETTINGS_KEY
     for value in ("1G", "1Gi", "512Mi", "0.5", "100m", "2T"):
         assert rules.quantity(value) == validators.quantity_bytes(value), value
+
+
+def test_violations_do_not_depend_on_the_order_resources_registered_in() -> None:
+    """The nodes' commands register in no fixed order; the report lists the same way."""
+    import dataclasses
+
+    result = run().ok()
+    flipped = dataclasses.replace(result, resources=list(reversed(result.resources)))
+    first, second = check(result), check(flipped)
+    assert [v.as_dict() for v in first.violations] == [v.as_dict() for v in second.violations]
+    assert [v.resource for v in first.violations if v.policy == "ssh-host-keys-pinned"] == [
+        "mounts-k8s-master-0",
+        "mounts-k8s-workers-1",
+        "mounts-k8s-workers-2",
+    ]

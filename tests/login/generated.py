@@ -78,7 +78,8 @@ def generate(
     if allowed_groups is not None:
         changes.update(
             {
-                "hub.oauth.allowAll": False,
+                # As the program's refusal of allowAll with groups says: remove allowAll.
+                "hub.oauth.allowAll": DELETE,
                 "hub.oauth.claimGroupsKey": "groups",
                 "hub.oauth.allowedGroups": list(allowed_groups),
             }
