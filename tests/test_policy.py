@@ -503,7 +503,7 @@ def test_hub_code_the_program_writes_is_allowed() -> None:
 
     _program_only_values(hub, {}, report)
     assert found == []
-    _program_only_values(Hub(hub.release, values, None, values), {}, report)
+    _program_only_values(Hub(hub.release, values, None, {}, values), {}, report)
     assert len(found) == 2, "the same keys from hub.extraValues"
 
 
