@@ -8,7 +8,7 @@ STACK ?= espsrc
 # What the program and the offline plan need at run time.
 RUN_REQUIREMENTS := requirements.txt $(wildcard policy/requirements.txt)
 
-.PHONY: test lint typecheck unit plan new-site bench docs test-deps clean
+.PHONY: test lint typecheck unit plan verify new-site bench docs test-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,13 @@ unit: $(VENV)/.installed-dev
 
 test: $(VENV)/.installed-dev test-deps lint typecheck unit
 
+# ARGS passes options through; `@` keeps make from echoing a line that may hold them.
 plan: $(VENV)/.installed-run
-	$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG))
+	@$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG)) $(ARGS)
+
+# The deployed site, checked from here (README, "After deploying").
+verify: $(VENV)/.installed-run
+	@$(BIN)/python -m sitectl verify $(STACK) $(ARGS)
 
 # A stack file for a new site, from the template: fill its "<fill in>" values, then plan.
 new-site: $(VENV)/.installed-run

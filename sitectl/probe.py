@@ -189,10 +189,16 @@ def certificate_summary(client: Client, host: str, port: int, timeout: float) ->
     or ProbeError with why it is not valid for `host`."""
     address = client.address_of(host)
     try:
-        with socket.create_connection((address, port), timeout) as raw:
-            with client.context.wrap_socket(raw, server_hostname=host) as tls:
-                cert = tls.getpeercert() or {}
+        with (
+            socket.create_connection((address, port), timeout) as raw,
+            client.context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            cert = tls.getpeercert() or {}
     except (OSError, ssl.SSLError) as err:
         raise ProbeError(describe(err, f"https://{host}:{port}/", None)) from None
-    issuer = dict(pair[0] for pair in cert.get("issuer", ()) if pair)
-    return f"issued by {issuer.get('commonName', '?')}, valid until {cert.get('notAfter', '?')}"
+    issuer = "?"
+    for rdn in cert.get("issuer", ()):
+        for pair in rdn:
+            if pair[0] == "commonName":
+                issuer = str(pair[1])
+    return f"issued by {issuer}, valid until {cert.get('notAfter', '?')}"
