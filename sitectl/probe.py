@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -108,7 +109,8 @@ class Client:
     ) -> Iterator[str]:
         """The lines of a streamed GET answer (an event stream), until the server ends it
         or `timeout` passes without a line; a non-200 answer is a ProbeError."""
-        conn, path = self._connection(url, timeout, None)
+        end = time.monotonic() + timeout
+        conn, path = self._connection(url, min(timeout, 10.0), None)
         try:
             conn.request("GET", path, headers=_headers(headers))
             answer = conn.getresponse()
@@ -116,6 +118,12 @@ class Client:
                 text = answer.read(2000).decode(errors="replace").strip()
                 raise ProbeError(f"{url} answered {answer.status}: {text[:200]}")
             while True:
+                left = end - time.monotonic()
+                if left <= 0 or conn.sock is None:
+                    return
+                # The whole stream is bounded, not only each read: a server that sends
+                # keep-alive comments forever still ends here.
+                conn.sock.settimeout(left)
                 try:
                     line = answer.readline()
                 except TimeoutError:
