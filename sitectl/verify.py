@@ -141,17 +141,17 @@ def parse_resolve(values: Sequence[str]) -> dict[str, str]:
 
     resolved: dict[str, str] = {}
     for item in values:
-        host, sep, address = item.rpartition(":")
+        # A host name holds no ':'; an IPv6 address comes in brackets, as curl takes it.
+        host, sep, address = item.partition(":")
         if address.startswith("[") and address.endswith("]"):
             address = address[1:-1]
-        elif sep and host.endswith("]") and "[" in host:
-            # [v6]:... is not HOST:ADDRESS; let the address check below refuse it.
+        elif ":" in address:
             address = ""
         try:
             ipaddress.ip_address(address)
         except ValueError:
             address = ""
-        if not sep or not host or not address or "/" in host or ":" in host:
+        if not sep or not host or not address or "/" in host:
             raise VerifyError(
                 f"--resolve {item!r}: expected HOST:ADDRESS, e.g. "
                 "notebook.example.org:192.0.2.10 (an IP address, not a name)"

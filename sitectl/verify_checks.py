@@ -268,7 +268,7 @@ def _discovery(inputs: Inputs, deadline: Deadline) -> tuple[str, dict[str, Any]]
     if "doc" in cache:
         return cache["url"], cache["doc"]
     if "error" in cache:
-        raise CheckFailed(cache["error"], _fmt(ADVICE_IDP, inputs))
+        raise CheckSkipped("needs the discovery document, which the discovery check did not get")
     oauth = inputs.site.hub.oauth
     tried = []
     for url in discovery_candidates(oauth.authorize_url, oauth.issuer):
