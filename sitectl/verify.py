@@ -278,7 +278,10 @@ def run_checks(
             except CheckFailed as failure:
                 result = Result(group, name, "FAIL", str(failure), failure.advice)
             except Exception as err:  # a check's own bug must not stop the others
-                result = Result(group, name, "FAIL", f"the check broke: {type(err).__name__}")
+                reason = " ".join(str(err).split())[:200]
+                result = Result(
+                    group, name, "FAIL", f"the check broke: {type(err).__name__} {reason}"
+                )
             result.seconds = round(time.monotonic() - started, 2)
             result = scrub(result, inputs.secrets())
             results.append(result)
@@ -394,7 +397,8 @@ def run(args: argparse.Namespace) -> int:
         spawn_timeout=args.spawn_timeout,
     )
     groups = [g for g in (only or GROUPS) if g not in skip]
-    if "session" in groups and not args.spawn:
+    session_left_out = "session" in groups and not args.spawn
+    if session_left_out:
         groups.remove("session")
     started = time.monotonic()
     print(f"Verifying stack {args.site}: {inputs.hub_url} from this machine ({outputs_note})")
@@ -412,7 +416,8 @@ def run(args: argparse.Namespace) -> int:
     wall = time.monotonic() - started
     print(
         f"{counts['ok']} ok, {counts['FAIL']} failed, {counts['skipped']} skipped "
-        f"in {wall:.1f} s" + ("" if args.spawn else " (no --spawn: the session check not run)")
+        f"in {wall:.1f} s"
+        + (" (no --spawn: the session check not run)" if session_left_out else "")
     )
     code = EXIT_FAILED if failed else EXIT_OK
     if args.json is not None:

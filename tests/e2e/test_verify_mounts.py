@@ -43,9 +43,25 @@ def _as_a_k3s_node(host: SshHost) -> None:
 
 
 def _verify(
-    tmp_path: Path, hosts: list[SshHost], share_user: str, export: str, key: str
+    tmp_path: Path,
+    hosts: list[SshHost],
+    share_user: str,
+    export: str,
+    key: str,
+    *,
+    bastion: SshHost | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    jump = {}
+    if bastion is not None:
+        jump = {
+            "nodes.bastion": {
+                "host": bastion.address,
+                "user": "root",
+                "hostKey": bastion.host_key_public,
+            }
+        }
     settings_ = site(
+        **jump,
         **{
             "nodes.hosts": [
                 {"name": f"node-{i}", "address": h.address, "hostKey": h.host_key_public}
@@ -55,7 +71,7 @@ def _verify(
             "nodes.mountPath": MOUNT,
             "nodes.mountClient": "fuse",
             "share.cephUser": share_user,
-        }
+        },
     )
     stack = tmp_path / "Pulumi.e2e.yaml"
     stack.write_text(
@@ -108,19 +124,29 @@ def test_verify_names_each_node_without_the_share_as_mounted(
 ) -> None:
     share = new_share(ceph_cluster)
     hosts = [test_host() for _ in range(3)]
+    bastion = test_host()
     key = hosts[0].private_key
     public = (hosts[0].directory / "id_ed25519.pub").read_text()
-    for i, host in enumerate(hosts):
+    for i, host in enumerate([*hosts, bastion]):
         if i:
-            # The stack has one SSH key for every node.
+            # The stack has one SSH key for every node and the bastion.
             with (host.directory / "authorized_keys").open("a") as keys:
                 keys.write(public)
+    for i, host in enumerate(hosts):
         _as_a_k3s_node(host)
         ok(create(host, settings(share, node=f"node-{i}"), share.key))
 
     proc, results = _verify(tmp_path, hosts, share.user, share.export, key)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [r["status"] for r in results.values()] == ["ok", "ok", "ok"], proc.stdout
+
+    # The same through the stack's bastion: each node sees the bastion connect to it.
+    proc, results = _verify(tmp_path, hosts, share.user, share.export, key, bastion=bastion)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [r["status"] for r in results.values()] == ["ok", "ok", "ok"], proc.stdout
+    for host in hosts:
+        log = (host.directory / "sshd.log").read_text(errors="replace")
+        assert f"Connection from {bastion.address} " in log, host.name
 
     unmounted, bad_fstab, open_key = hosts
     assert unmounted.nsenter("umount", MOUNT).returncode == 0
