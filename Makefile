@@ -14,7 +14,7 @@ RUN_REQUIREMENTS := requirements.txt $(wildcard policy/requirements.txt)
 TOOLS := .tools
 HELM_PINNED := $(TOOLS)/bin/helm
 
-.PHONY: test lint typecheck unit plan new-site bench docs test-deps hub-venvs clean helm
+.PHONY: test lint typecheck unit plan verify new-site bench docs test-deps hub-venvs clean helm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,10 @@ test: $(VENV)/.installed-dev hub-venvs test-deps lint typecheck unit
 # is not echoed: ARGS may hold a --secret, which belongs in neither logs nor scrollback.
 plan: $(VENV)/.installed-run $(HELM_PINNED)
 	@$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG)) $(ARGS)
+
+# The deployed site, checked from here (docs/after-deploying.md).
+verify: $(VENV)/.installed-run
+	@$(BIN)/python -m sitectl verify $(STACK) $(ARGS)
 
 # A stack file for a new site, from the template: fill its "<fill in>" values, then plan.
 new-site: $(VENV)/.installed-run

@@ -52,3 +52,5 @@ pulumi.export("release_status", hub.release_status)
 pulumi.export("share_export_path", share.export_path)
 pulumi.export("storage_class", storage.class_name)
 pulumi.export("haproxy_config", haproxy_config(site))
+# Secret: `sitectl verify --spawn` reads it with `pulumi stack output --show-secrets`.
+pulumi.export("health_check_token", hub.health_check_token)

@@ -242,6 +242,11 @@ class OAuthSettings(_Model):
     authorize_url: HttpsUrl = Field(description="the provider's authorization endpoint")
     token_url: HttpsUrl = Field(description="the provider's token endpoint")
     userdata_url: HttpsUrl = Field(description="the provider's userinfo endpoint")
+    issuer: HttpsUrl | None = Field(
+        default=None,
+        description="the provider's issuer URL (its discovery document is at "
+        "<issuer>/.well-known/openid-configuration); `sitectl verify` checks against it",
+    )
     scopes: list[Scope] = Field(
         default_factory=lambda: list(REQUIRED_SCOPES), min_length=1, description="scopes requested"
     )

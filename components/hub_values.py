@@ -38,6 +38,21 @@ from components.config import (
 LOGO_MOUNT_PATH = "/usr/local/etc/jupyterhub/site-logo.png"
 
 
+# `sitectl verify --spawn` logs in as this service and runs a session of this user.
+HEALTH_CHECK_SERVICE = "platform-health-check"
+HEALTH_CHECK_USER = "platform-health-check"
+
+
+def health_check_scopes(user: str = HEALTH_CHECK_USER) -> list[str]:
+    """What the health check needs, on its own user only: create it (admin:users), start
+    and stop its server (servers), follow the spawn and read its state (read:servers,
+    read:users), and reach the server's contents API (access:servers)."""
+    return [
+        f"{scope}!user={user}"
+        for scope in ("admin:users", "servers", "read:servers", "read:users", "access:servers")
+    ]
+
+
 def deep_merge(base: Any, over: Any) -> Any:
     """Helm's merge of values: maps merge key by key; lists and scalars replace."""
     if isinstance(base, dict) and isinstance(over, dict):
@@ -204,6 +219,7 @@ def chart_values(
     storage_class: pulumi.Input[str],
     client_secret: pulumi.Input[str] | SecretKeyRef,
     proxy_token: pulumi.Input[str],
+    health_check_token: pulumi.Input[str],
     project_dir: Path = PROJECT_DIR,
 ) -> dict[str, Any]:
     """Every value the program sets; the chart's defaults supply the rest.
@@ -223,6 +239,15 @@ def chart_values(
             "baseUrl": hub.base_url,
             "config": hub_config(hub, callback_url, in_config),
             "db": {"pvc": {"storageClassName": hub.db_storage_class or storage_class}},
+            "services": {HEALTH_CHECK_SERVICE: {"apiToken": health_check_token}},
+            "loadRoles": {
+                HEALTH_CHECK_SERVICE: {
+                    "description": "sitectl verify --spawn: start, use and stop the "
+                    f"server of the user {HEALTH_CHECK_USER}, and nothing else",
+                    "scopes": health_check_scopes(),
+                    "services": [HEALTH_CHECK_SERVICE],
+                }
+            },
         },
         "singleuser": {
             "defaultUrl": singleuser.default_url,

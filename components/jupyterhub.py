@@ -63,6 +63,8 @@ class JupyterHub(pulumi.ComponentResource):
     hub_url: pulumi.Output[str]
     oauth_callback_url: pulumi.Output[str]
     release_status: pulumi.Output[str]
+    health_check_token: pulumi.Output[str]
+    """API token of the `platform-health-check` service (secret)."""
 
     def __init__(
         self, name: str, args: JupyterHubArgs, opts: pulumi.ResourceOptions | None = None
@@ -94,6 +96,8 @@ class JupyterHub(pulumi.ComponentResource):
         # A fresh token on every run would restart the proxy and drop every user's route;
         # RandomBytes keeps it in state, and its hex is a secret.
         proxy_token = random.RandomBytes(f"{name}-proxy-token", length=32, opts=child)
+        # The health check's API token (`sitectl verify --spawn`), kept like the proxy's.
+        health_token = random.RandomBytes(f"{name}-health-check-token", length=32, opts=child)
 
         client_secret: pulumi.Input[str] | SecretKeyRef
         release_depends_on = list(args.release_depends_on)
@@ -107,7 +111,9 @@ class JupyterHub(pulumi.ComponentResource):
             raise ValueError("JupyterHub needs an OAuth client secret or a vault source")
 
         def merged_values(
-            secret: pulumi.Input[str] | SecretKeyRef, token: pulumi.Input[str]
+            secret: pulumi.Input[str] | SecretKeyRef,
+            token: pulumi.Input[str],
+            health: pulumi.Input[str],
         ) -> dict[str, Any]:
             return deep_merge(
                 chart_values(
@@ -116,16 +122,18 @@ class JupyterHub(pulumi.ComponentResource):
                     storage_class=args.storage_class,
                     client_secret=secret,
                     proxy_token=token,
+                    health_check_token=health,
                 ),
                 hub.extra_values,
             )
 
-        values = merged_values(client_secret, proxy_token.hex)
+        values = merged_values(client_secret, proxy_token.hex, health_token.hex)
         # The same values with the secrets left out, readable by policies even in a first
         # preview (when the proxy token, and so the release's values, are still unknown)
         # and by operators: `kubectl get configmap -n <namespace> jupyterhub-platform-settings`.
         public = merged_values(
             client_secret if isinstance(client_secret, SecretKeyRef) else SETTINGS_REDACTED,
+            SETTINGS_REDACTED,
             SETTINGS_REDACTED,
         )
         self.settings = k8s.core.v1.ConfigMap(
@@ -175,12 +183,14 @@ class JupyterHub(pulumi.ComponentResource):
         self.hub_url = pulumi.Output.from_input(args.hub_url)
         self.oauth_callback_url = pulumi.Output.from_input(callback_url)
         self.release_status = self.release.status.apply(lambda s: s.status)
+        self.health_check_token = pulumi.Output.secret(health_token.hex)
         self.register_outputs(
             {
                 "namespace": self.namespace,
                 "hub_url": self.hub_url,
                 "oauth_callback_url": self.oauth_callback_url,
                 "release_status": self.release_status,
+                "health_check_token": self.health_check_token,
             }
         )
 

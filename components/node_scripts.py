@@ -123,6 +123,19 @@ class MountSettings:
             },
         )
 
+    def check_script(self) -> str:
+        """The read-only check `sitectl verify` runs: is the node as the create left it?"""
+        return render(
+            "check-cephfs.sh",
+            {
+                "NODE_NAME": self.node_name,
+                "EXPORT_PATH": check_export_path(self.export_path),
+                "MOUNT_PATH": self.mount_path,
+                "CEPH_USER": self.ceph_user,
+                "MOUNT_CLIENT": self.mount_client,
+            },
+        )
+
     def delete_script(self) -> str:
         return render(
             "unmount-cephfs.sh",

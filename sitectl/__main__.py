@@ -1,5 +1,5 @@
-"""The operator's command line: `python -m sitectl plan SITE [options]`, `... charts VERSION`,
-`... config-reference`, `... new-site NAME`.
+"""The operator's command line: `python -m sitectl plan SITE [options]`, `... verify SITE`,
+`... charts VERSION`, `... config-reference`, `... new-site NAME`.
 
 `make plan STACK=<site>` wraps it. Each subcommand's module adds its own options and
 returns the process's exit code.
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sitectl import charts, configref, newsite, plan
+    from sitectl import charts, configref, newsite, plan, verify
 
     parser = argparse.ArgumentParser(prog="python -m sitectl", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -24,6 +24,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     plan.add_arguments(plan_parser)
     plan_parser.set_defaults(run=plan.run)
+    verify_parser = commands.add_parser(
+        "verify",
+        help="check a deployed site from here: front door, NodePorts, identity provider, "
+        "node mounts, and with --spawn a real user session",
+        description="Check a deployed site from here: the runbook's post-deployment checks "
+        "and troubleshooting, one line per check.",
+    )
+    verify.add_arguments(verify_parser)
+    verify_parser.set_defaults(run=verify.run)
     charts_parser = commands.add_parser(
         "charts",
         help="fetch jupyterhub chart packages into the cache (digest-checked), print their paths",

@@ -262,15 +262,35 @@ def test_secrets_stay_secret() -> None:
     release = result.one(RELEASE)
     values = release.inputs["values"]
     assert isinstance(values, Secret), "the Helm values input must be secret as a whole"
-    token = result.one("random:index/randomBytes:RandomBytes")
+    token = result.named("hub-proxy-token")
     assert isinstance(token.outputs["hex"], Secret), "proxy token must be a secret output"
     revealed = reveal(values)
     assert revealed["proxy"]["secretToken"] == reveal(token.outputs["hex"])
+    health = result.named("hub-health-check-token")
+    assert isinstance(health.outputs["hex"], Secret), "health check token must be secret"
+    service = revealed["hub"]["services"]["platform-health-check"]
+    assert service == {"apiToken": reveal(health.outputs["hex"])}
+    exported = result.outputs["health_check_token"]
+    assert isinstance(exported, Secret), "the health_check_token output must be secret"
+    assert reveal(exported) == reveal(health.outputs["hex"])
+    settings = json.loads(result.named("hub-settings").inputs["data"]["values.json"])
+    assert settings["hub"]["services"]["platform-health-check"]["apiToken"] == "[secret]"
     assert revealed["hub"]["config"]["GenericOAuthenticator"]["client_secret"] == OAUTH_SECRET
     for res in result.resources:
         if res is release:
             continue
         assert OAUTH_SECRET not in repr(reveal(res.inputs)), res.name
+
+
+def test_health_check_role_is_limited_to_its_own_user() -> None:
+    """The token verify uses can create, start, use and stop one user's server, and
+    nothing else: every scope is filtered to that user."""
+    role = values_of(run().ok())["hub"]["loadRoles"]["platform-health-check"]
+    assert role["services"] == ["platform-health-check"]
+    assert sorted(role["scopes"]) == sorted(
+        f"{scope}!user=platform-health-check"
+        for scope in ("admin:users", "servers", "read:servers", "read:users", "access:servers")
+    )
 
 
 def test_release_settings() -> None:

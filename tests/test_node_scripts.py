@@ -58,6 +58,7 @@ def test_rendered_scripts_pass_shellcheck(tmp_path: Path) -> None:
     for name, text, shell in (
         ("create.sh", settings.create_script(), None),
         ("delete.sh", settings.delete_script(), None),
+        ("check.sh", settings.check_script(), None),
         ("setup.sh", volume_script("volume-setup.sh", "/mnt/k8s-shared", OWNERS), "sh"),
         ("teardown.sh", volume_script("volume-teardown.sh", "/mnt/k8s-shared"), "sh"),
     ):

@@ -350,7 +350,10 @@ def test_planted_secrets_appear_nowhere(tmp_path: Path) -> None:
         reveal(
             program.one("openstack:sharedfilesystem/shareAccess:ShareAccess").outputs["accessKey"]
         ),
-        reveal(program.one("random:index/randomBytes:RandomBytes").outputs["hex"]),
+        *(
+            reveal(token.outputs["hex"])
+            for token in program.by_type("random:index/randomBytes:RandomBytes")
+        ),
     ]
     needles = [oauth, "PLANTED-ssh-0b9e55aa", *made_up]
     haystacks = {"stdout": result.stdout, "stderr": result.stderr}

@@ -115,10 +115,28 @@ class SiteSpec:
     oauth: dict[str, Any] = field(default_factory=dict)
     # The provider's access-token lifetime for this client, in seconds (default one hour).
     access_token_ttl: int | None = None
+    # The scopes in the hub's config; None: the full list a site requests.
+    scopes: tuple[str, ...] | None = None
+    # The name on HAProxy's certificate (another name models a wrong certificate).
+    tls_name: str = HUB_HOST
+    # Whether HAProxy's backend keeps the generated X-Forwarded-Proto line.
+    forwarded_proto: bool = True
+    # Nodes configured at [::1], where nothing listens on the NodePort (the proxy binds
+    # IPv4 only): a node whose NodePort does not answer.
+    down_nodes: tuple[str, ...] = ()
+    # User servers: "none" (the login tests never start one), "local" (a real
+    # jupyter-server as a local process, standing in for KubeSpawner's pod), or
+    # "pending-claim" (a spawn that never gets ready and reports, as KubeSpawner relays
+    # the pod's events, a claim that cannot bind).
+    spawner: str = "none"
 
     @property
     def client_id(self) -> str:
         return f"jupyterhub-{self.name}"
+
+    @property
+    def nodes(self) -> dict[str, str]:
+        return {n: "::1" if n in self.down_nodes else a for n, a in NODES.items()}
 
 
 @dataclass
@@ -242,6 +260,7 @@ class LoginChain:
         self.registry = ProcessRegistry()
         self.ca = CertificateAuthority(workdir / "pki")
         self.hub_cert: IssuedCert = self.ca.issue("hub", dns_names=[HUB_HOST])
+        self._certs = {HUB_HOST: self.hub_cert}
         self.idp_cert: IssuedCert = self.ca.issue(
             "idp", dns_names=["localhost"], ip_addresses=[IDP_HOST]
         )
@@ -266,7 +285,7 @@ class LoginChain:
             hub_host=HUB_HOST,
             base_url=base_url,
             node_port=node_port,
-            nodes=NODES,
+            nodes=spec.nodes,
             client_id=spec.client_id,
             client_secret=client_secret,
             authorize_url=self.authorize_url,
@@ -276,6 +295,7 @@ class LoginChain:
             chart_version=self.chart_version,
             allowed_groups=spec.allowed_groups,
             oauth=spec.oauth,
+            **({"scopes": spec.scopes} if spec.scopes is not None else {}),
         )
 
     def _generate(self, spec: SiteSpec) -> SiteConfig:
@@ -425,6 +445,10 @@ class LoginChain:
                 "proxy_pid_file": str(proxy_pid_file),
                 "ca_certs": str(self.ca.cert_path),
                 "service_token": service_token,
+                "services": site.generated.services,
+                "load_roles": site.generated.load_roles,
+                "spawner": spec.spawner,
+                "homes": str(sitedir / "homes"),
             },
         }
         site_file = sitedir / "site.json"
@@ -456,7 +480,18 @@ class LoginChain:
 
             snippet = site.generated.haproxy
             haproxy_socket = sitedir / "haproxy.sock"
-            haproxy_cfg = _haproxy_config(snippet, self.hub_cert.bundle_path, haproxy_socket)
+            if not spec.forwarded_proto:
+                snippet = HaproxySnippet(
+                    snippet.frontend,
+                    "".join(
+                        line
+                        for line in snippet.backend.splitlines(keepends=True)
+                        if "X-Forwarded-Proto" not in line
+                    ),
+                )
+            haproxy_cfg = _haproxy_config(
+                snippet, self._cert(spec.tls_name).bundle_path, haproxy_socket
+            )
             cfg_path = sitedir / "haproxy.cfg"
             cfg_path.write_text(haproxy_cfg)
             check = subprocess.run(
@@ -493,7 +528,7 @@ class LoginChain:
             # comes: this is the check the site's HAProxy relies on in production.
             wait_until(
                 "HAProxy health checks to pass on every node",
-                lambda: _all_servers_up(running),
+                lambda: _servers_as_expected(running),
                 haproxy,
                 HEALTH_TIMEOUT,
             )
@@ -502,6 +537,11 @@ class LoginChain:
                 proc.stop()
             raise
         return running
+
+    def _cert(self, name: str) -> IssuedCert:
+        if name not in self._certs:
+            self._certs[name] = self.ca.issue(name.split(".", maxsplit=1)[0], dns_names=[name])
+        return self._certs[name]
 
     def close(self) -> list[str]:
         """Stop everything; return what was still running afterwards (should be nothing)."""
@@ -527,10 +567,15 @@ def _http_status(url: str) -> int:
         return int(exc.code)
 
 
-def _all_servers_up(site: RunningSite) -> bool:
+def _servers_as_expected(site: RunningSite) -> bool:
+    """Every node's server UP after a passed check, except the nodes meant to be down."""
+    down = site.config.spec.down_nodes
     servers = site.backend_servers()
     return len(servers) == len(NODES) and all(
-        s["status"] == "UP" and s["check_status"] == "L7OK" for s in servers
+        (s["status"] == "UP" and s["check_status"] == "L7OK")
+        if s["svname"] not in down
+        else s["status"] == "DOWN"
+        for s in servers
     )
 
 

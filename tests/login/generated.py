@@ -36,6 +36,14 @@ class Generated:
     haproxy: HaproxySnippet
     hub_url: str
     callback_url: str
+    services: dict[str, dict[str, Any]]
+    """The chart's `hub.services` (the health check's, with its token)."""
+    load_roles: dict[str, dict[str, Any]]
+    """The chart's `hub.loadRoles`."""
+    settings: dict[str, Any]
+    """The stack's settings this was generated from (for a stack file)."""
+    outputs: dict[str, Any]
+    """The stack outputs, secrets revealed, as `pulumi stack output --show-secrets`."""
 
 
 def generate(
@@ -53,6 +61,7 @@ def generate(
     chart_version: str,
     allowed_groups: Sequence[str] | None = None,
     oauth: Mapping[str, Any] | None = None,
+    scopes: Sequence[str] = SCOPES,
 ) -> Generated:
     """Run the program for a site like espsrc but pointing at the test's chain.
 
@@ -71,7 +80,7 @@ def generate(
         "hub.oauth.authorizeUrl": authorize_url,
         "hub.oauth.tokenUrl": token_url,
         "hub.oauth.userdataUrl": userdata_url,
-        "hub.oauth.scopes": list(SCOPES),
+        "hub.oauth.scopes": list(scopes),
         # oidc-provider issues a refresh token for offline_access only with consent.
         "hub.oauth.extraAuthorizeParams": {"prompt": "consent"},
     }
@@ -86,9 +95,8 @@ def generate(
         )
     for key, value in (oauth or {}).items():
         changes[f"hub.oauth.{key}"] = value
-    result = run(
-        site(**changes), {"oauthClientSecret": client_secret, "sshPrivateKey": SSH_KEY}
-    ).ok()
+    settings = site(**changes)
+    result = run(settings, {"oauthClientSecret": client_secret, "sshPrivateKey": SSH_KEY}).ok()
     values = reveal(result.one("kubernetes:helm.sh/v3:Release").inputs["values"])
     text = result.outputs["haproxy_config"]
     frontend, mark, backend = text.partition(BACKEND_MARK)
@@ -100,4 +108,8 @@ def generate(
         haproxy=HaproxySnippet(frontend=frontend, backend=backend),
         hub_url=str(result.outputs["hub_url"]),
         callback_url=str(result.outputs["oauth_callback_url"]),
+        services=values["hub"].get("services", {}),
+        load_roles=values["hub"].get("loadRoles", {}),
+        settings=settings,
+        outputs={k: reveal(v) for k, v in result.outputs.items()},
     )

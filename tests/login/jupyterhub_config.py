@@ -16,9 +16,14 @@ Order follows z2jh's `jupyterhub_config.py`:
 The hub runs from the chart version's own hub libraries (`.venv-hub/<version>`).
 """
 
+import asyncio
 import json
 import os
+import sys
+import time
 from pathlib import Path
+
+from jupyterhub.spawner import Spawner
 
 # get_config is put into this file's namespace by JupyterHub's config loader.
 c = get_config()  # type: ignore[name-defined]  # noqa: F821
@@ -95,4 +100,57 @@ c.JupyterHub.load_roles = [
         "services": ["login-test"],
     }
 ]
+
+# The chart's hub.services and hub.loadRoles, applied as z2jh's jupyterhub_config.py does:
+# each service named by its key, its apiToken (from the chart's Secret) as api_token.
+for key, service in runtime["services"].items():
+    entry = {k: v for k, v in service.items() if k != "apiToken"}
+    entry.setdefault("name", key)
+    if service.get("apiToken"):
+        entry["api_token"] = service["apiToken"]
+    c.JupyterHub.services.append(entry)
+for key, role in runtime["load_roles"].items():
+    c.JupyterHub.load_roles.append({"name": key, **role})
+
+# User servers, where a test starts one: a real jupyter-server as a local process of this
+# machine's user, in its own home under the site's directory (KubeSpawner's pod and its
+# volume, stood in for), or a spawn whose claim never binds.
+if runtime["spawner"] == "local":
+    c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+    c.SimpleLocalProcessSpawner.home_dir_template = runtime["homes"] + "/{username}"
+    if os.geteuid() == 0:
+        c.Spawner.args = ["--allow-root"]
+elif runtime["spawner"] == "pending-claim":
+
+    class PendingClaimSpawner(Spawner):
+        """Reports the scheduler's event for an unbound claim the way KubeSpawner relays a
+        pod's events ("<time> [<type>] <message>"), and never gets ready."""
+
+        async def start(self):
+            self._pending = True
+            await asyncio.sleep(3600)
+
+        async def poll(self):
+            return None if getattr(self, "_pending", False) else 0
+
+        async def stop(self, now=False):
+            self._pending = False
+
+        async def progress(self):
+            events = [
+                "[Normal] pod/jupyter-platform-health-check created",
+                "[Warning] 0/3 nodes are available: pod has unbound immediate "
+                "PersistentVolumeClaims. preemption: 0/3 nodes are available: 3 "
+                "Preemption is not helpful for scheduling.",
+            ]
+            for i, event in enumerate(events):
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                yield {"progress": 10 * (i + 1), "message": f"{stamp} {event}"}
+                await asyncio.sleep(0.2)
+            while getattr(self, "_pending", False):
+                await asyncio.sleep(0.5)
+
+    c.JupyterHub.spawner_class = PendingClaimSpawner
+    # The start request answers 202 at once instead of after the default 10 s.
+    c.JupyterHub.tornado_settings = {"slow_spawn_timeout": 0}
 c.JupyterHub.log_level = "DEBUG"

@@ -1,0 +1,244 @@
+"""`sitectl verify`: its input handling and its behaviour against a site that is not there.
+
+The checks themselves run against real components in tests/login/test_verify.py (provider,
+hub, proxy, HAProxy, a local user server) and tests/e2e/test_verify_mounts.py (Ceph, SSH).
+Here: bad input exits 2 with one line, and a site whose every address is on 127.0.0.0/8
+with nothing listening fails every check that can run, quickly, one line per check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sitectl.__main__ import main
+from sitectl.verify import VerifyError, parse_resolve
+from sitectl.verify_checks import discovery_candidates
+from tests.login.processes import free_port, port_is_free
+from tests.sites import ROOT, espsrc, site
+
+HOST = "notebook.espsrc.iaa.csic.es"
+
+
+def write_stack(path: Path, settings: dict[str, Any]) -> Path:
+    path.write_text(
+        yaml.safe_dump({"config": {f"jupyterhub-platform:{k}": v for k, v in settings.items()}})
+    )
+    return path
+
+
+def unreachable_espsrc(tmp_path: Path) -> Path:
+    """espsrc with its nodes at 127.0.0.2-4 and its provider on 127.0.0.1, where nothing
+    listens (ports that were free a moment ago: a login test elsewhere on this machine
+    may hold espsrc's NodePort)."""
+    port = free_port()
+    node_port = next(p for p in range(31090, 32768) if port_is_free(p))
+    idp = f"https://127.0.0.1:{port}"
+    hosts = [{**h, "address": f"127.0.0.{i + 2}"} for i, h in enumerate(espsrc()["nodes"]["hosts"])]
+    return write_stack(
+        tmp_path / "Pulumi.espsrc-local.yaml",
+        site(
+            **{
+                "nodes.hosts": hosts,
+                "hub.nodePort": node_port,
+                "hub.oauth.authorizeUrl": f"{idp}/authorize",
+                "hub.oauth.tokenUrl": f"{idp}/token",
+                "hub.oauth.userdataUrl": f"{idp}/userinfo",
+            }
+        ),
+    )
+
+
+def sitectl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("JHP_")}
+    # No Pulumi CLI is asked: the tests pass --outputs, or want none.
+    clean["PATH"] = os.path.dirname(sys.executable) + ":/usr/bin:/bin"
+    return subprocess.run(
+        [sys.executable, "-m", "sitectl", "verify", *args],
+        cwd=ROOT,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_unreachable_site_fails_fast_one_line_per_check(tmp_path: Path) -> None:
+    """The acceptance case, through make as the operator runs it."""
+    stack = unreachable_espsrc(tmp_path)
+    report = tmp_path / "report.json"
+    args = f"--stack-file {stack} --resolve {HOST}:127.0.0.1 --json {report}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JHP_")}
+    env["PATH"] = os.path.dirname(sys.executable) + ":/usr/bin:/bin"
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["make", "-s", "verify", "STACK=espsrc", f"ARGS={args}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    assert elapsed < 30, f"took {elapsed:.1f} s"
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert args not in proc.stdout + proc.stderr, "make echoed the command line"
+    data = json.loads(report.read_text())
+    assert data["exitCode"] == 1  # make itself reports any failure as 2
+    assert proc.returncode == 2
+    results = data["results"]
+    names = [r["name"] for r in results]
+    assert names[:5] == ["DNS", "TLS certificate", "/hub/health", "login page", "https only"]
+    assert [r["name"] for r in results if r["group"] == "node-ports"] == [
+        "NodePort k8s-master-0",
+        "NodePort k8s-workers-1",
+        "NodePort k8s-workers-2",
+    ]
+    by_name = {r["name"]: r for r in results}
+    assert by_name["DNS"]["status"] == "ok"  # --resolve answered it
+    assert by_name["NodePort k8s-workers-2"]["status"] == "FAIL"
+    assert "(at 127.0.0.4:" in by_name["NodePort k8s-workers-2"]["detail"]
+    assert by_name["discovery"]["status"] == "FAIL"
+    # Without outputs and an SSH key, the mounts are skipped with the reason.
+    mounts = [r for r in results if r["group"] == "node-mounts"]
+    assert len(mounts) == 3
+    assert all(r["status"] == "skipped" and "share_export_path" in r["detail"] for r in mounts)
+    # One line per check (advice lines indented under it), a header and a summary.
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("Verifying stack espsrc: https://notebook.espsrc.iaa.csic.es/")
+    assert len([ln for ln in lines if ln.split(" ", 1)[0] in ("ok", "FAIL", "skipped")]) == len(
+        results
+    )
+    assert all(ln.startswith("        advice: ") for ln in lines if ln.startswith(" "))
+    assert lines[-1].startswith(f"1 ok, {len(results) - 6} failed, 5 skipped in ")
+
+
+def test_dependent_checks_are_skipped_when_discovery_fails(tmp_path: Path) -> None:
+    proc = sitectl(
+        "espsrc", "--stack-file", str(unreachable_espsrc(tmp_path)), "--only", "identity-provider"
+    )
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("ok", "FAIL", "skipped"))]
+    assert lines[0].startswith("FAIL    identity-provider  discovery: no discovery document: ")
+    assert lines[1].startswith("skipped identity-provider  endpoints: needs the discovery")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nosuch"], "error: unknown stack 'nosuch': there is no Pulumi.nosuch.yaml"),
+        (["espsrc", "--resolve", "notebook.example.org"], "error: --resolve 'notebook.example"),
+        (["espsrc", "--resolve", "host:not-an-ip"], "error: --resolve 'host:not-an-ip': expected"),
+        (["espsrc", "--resolve", ":127.0.0.1"], "error: --resolve ':127.0.0.1': expected"),
+        (["espsrc", "--only", "front"], "error: --only 'front': expected one of front-door,"),
+        (
+            ["espsrc", "--outputs", "/nonexistent.json"],
+            "error: --outputs /nonexistent.json: cannot",
+        ),
+        (["espsrc", "--ca-file", "/nonexistent.pem"], "error: --ca-file /nonexistent.pem: is not"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["verify", *args])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert out == ""
+    assert err.startswith(message), err
+    assert len(err.splitlines()) == 1, err
+
+
+def test_outputs_file_missing_a_key_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"hub_url": "https://x/", "oauth_callback_url": "y"}))
+    assert main(["verify", "espsrc", "--outputs", str(outputs)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --outputs {outputs}: has no 'share_export_path'; expected the output of "
+        "`pulumi stack output --json --show-secrets -s espsrc`\n"
+    )
+
+
+def test_bad_stack_config_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = write_stack(tmp_path / "Pulumi.bad.yaml", site(**{"hub.nodePort": 80}))
+    assert main(["verify", "bad", "--stack-file", str(stack)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().endswith("hub.nodePort: 80 is not in 30000-32767")
+    assert len(err.splitlines()) == 1
+
+
+def test_secrets_from_the_environment_never_shown(tmp_path: Path) -> None:
+    token = "verify-token-8f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1vZi10ZXN0cw==\n-----END"
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps(
+            {
+                "hub_url": f"https://{HOST}/",
+                "oauth_callback_url": f"https://{HOST}/hub/oauth_callback",
+                "share_export_path": "127.0.0.1:6789:/volumes/_nogroup/a/b",
+                "storage_class": "cephfs-shared",
+                "health_check_token": "[secret]",
+            }
+        )
+    )
+    report = tmp_path / "r.json"
+    proc = sitectl(
+        "espsrc",
+        "--stack-file",
+        str(unreachable_espsrc(tmp_path)),
+        "--outputs",
+        str(outputs),
+        "--resolve",
+        f"{HOST}:127.0.0.1",
+        "--spawn",
+        "--only",
+        "session,node-mounts",
+        "--json",
+        str(report),
+        env={"JHP_VERIFY_TOKEN": token, "JHP_SECRET_sshPrivateKey": key},
+    )
+    assert proc.returncode == 1
+    shown = proc.stdout + proc.stderr + report.read_text()
+    assert token not in shown and "c2VjcmV0LWtleS1vZi10ZXN0cw" not in shown
+    results = {r["name"]: r for r in json.loads(report.read_text())["results"]}
+    # espsrc pins no host keys: no key is sent to an unpinned host.
+    assert results["share k8s-master-0"]["status"] == "skipped"
+    assert "hostKey is not set" in results["share k8s-master-0"]["detail"]
+    assert results["spawn, use, stop"]["status"] == "FAIL"
+
+
+def test_discovery_candidates_cover_iam_and_keycloak() -> None:
+    assert discovery_candidates("https://ska-iam.stfc.ac.uk/authorize", None) == [
+        "https://ska-iam.stfc.ac.uk/.well-known/openid-configuration"
+    ]
+    keycloak = "https://sso.example.org/realms/srcnet/protocol/openid-connect/auth"
+    candidates = discovery_candidates(keycloak, None)
+    assert candidates[0] == "https://sso.example.org/.well-known/openid-configuration"
+    assert "https://sso.example.org/realms/srcnet/.well-known/openid-configuration" in candidates
+    assert discovery_candidates(keycloak, "https://sso.example.org/realms/srcnet/") == [
+        "https://sso.example.org/realms/srcnet/.well-known/openid-configuration"
+    ]
+
+
+def test_resolve_takes_ipv4_and_ipv6() -> None:
+    assert parse_resolve(["Hub.Example.org:192.0.2.1", "hub6.example.org:[2001:db8::1]"]) == {
+        "hub.example.org": "192.0.2.1",
+        "hub6.example.org": "2001:db8::1",
+    }
+    with pytest.raises(VerifyError):
+        parse_resolve(["hub.example.org:2001:db8::1"])
