@@ -45,6 +45,7 @@ CHECKS = (
     "stack-storage-classes",
     "logo-mounted",
     "images-pinned",
+    "pods-confined",
     "objects-made-once",
 )
 
@@ -77,6 +78,7 @@ def run_checks(
     if site.hub.logo:
         problems += logo_mounted(render, effective, site_logo_bytes(site.hub.logo))
     problems += images_pinned(render)
+    problems += pods_confined(render)
     problems += objects_made_once(render, program_objects)
     return problems
 
@@ -335,6 +337,30 @@ def images_pinned(render: Render) -> list[Problem]:
                             "pinned to a tag (other than latest) or a digest",
                         )
                     )
+    return problems
+
+
+# A pod that shares the node's namespaces, mounts its disk or runs privileged can reach
+# every user's data and the node itself: the chart's own pods need none of it, so only
+# values (hub.extraValues: extraPodSpec, extraVolumes, containerSecurityContext) add it.
+_HOST_NAMESPACES = ("hostNetwork", "hostPID", "hostIPC")
+
+
+def pods_confined(render: Render) -> list[Problem]:
+    problems = []
+    for obj in render.objects:
+        for pod in _pod_specs(obj):
+            found = [f"{key}: true" for key in _HOST_NAMESPACES if pod.get(key) is True]
+            found += [
+                f"volume {v.get('name')} is a hostPath ({(v.get('hostPath') or {}).get('path')})"
+                for v in pod.get("volumes") or []
+                if isinstance(v, dict) and "hostPath" in v
+            ]
+            for container in _containers(pod):
+                context = container.get("securityContext") or {}
+                if context.get("privileged") is True:
+                    found.append(f"container {container.get('name')} is privileged")
+            problems += [Problem("pods-confined", _label(obj), what) for what in found]
     return problems
 
 

@@ -329,4 +329,4 @@ def test_every_version_plans(tmp_path: Path, version: str, stack: str) -> None:
     assert "0 mandatory violations" in stdout
     skip_unless_rendered(SimpleNamespace(stdout=stdout, stderr=""))  # type: ignore[arg-type]
     assert f"chart jupyterhub {version}: " in stdout and "objects, in chart/" in stdout
-    assert "Chart checks: 7 run on " in stdout and ", 0 problems" in stdout
+    assert "Chart checks: 8 run on " in stdout and ", 0 problems" in stdout

@@ -378,7 +378,7 @@ def test_plan_shows_the_charts_objects_under_the_release(
     document = json.loads((out / "plan.json").read_text())
     assert counts == document["chart"]["counts"]
     assert counts["Deployment"] == 3 and counts["Service"] == 3
-    assert f"Chart checks: 7 run on {sum(counts.values())} objects" in result.stdout
+    assert f"Chart checks: 8 run on {sum(counts.values())} objects" in result.stdout
     written = sorted(p.name for p in (out / "chart").iterdir())
     assert written == sorted(f"{kind.lower()}.yaml" for kind in counts)
     listed = {(o["kind"], o["name"]) for o in document["chart"]["objects"]}
@@ -491,7 +491,7 @@ def test_failed_chart_checks_exit_1(tmp_path: Path) -> None:
     result = plan("test", "--stack-file", str(path), "--out", str(tmp_path / "out"), *RENDER)
     skip_unless_rendered(result)
     assert result.returncode == 1, result.stderr
-    assert "Chart checks: 7 run on" in result.stdout and ", 1 problem\n" in result.stdout
+    assert "Chart checks: 8 run on" in result.stdout and ", 1 problem\n" in result.stdout
     assert (
         "    [proxy-public-on-node-port] (Service/proxy-public): is of type LoadBalancer, "
         "not NodePort"

@@ -89,6 +89,7 @@ def test_the_stacks_render_with_no_problem_at_kubernetes_1_30(stack_plan: Plan) 
         "stack-storage-classes",
         *logo,
         "images-pinned",
+        "pods-confined",
         "objects-made-once",
     ]
     kinds = render.counts()
@@ -251,6 +252,28 @@ CHECK_FAILURES = {
         "images-pinned",
         "Deployment/proxy",
         "container chp runs 'jupyterhub/configurable-http-proxy:latest', which is not pinned",
+    ),
+    "host-network": (
+        {"hub": {"extraPodSpec": {"hostNetwork": True}}},
+        "pods-confined",
+        "Deployment/hub",
+        "hostNetwork: true",
+    ),
+    "host-path": (
+        {
+            "proxy": {
+                "chp": {"extraPodSpec": {"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}}
+            }
+        },
+        "pods-confined",
+        "Deployment/proxy",
+        "volume root is a hostPath (/)",
+    ),
+    "privileged": (
+        {"hub": {"containerSecurityContext": {"privileged": True}}},
+        "pods-confined",
+        "Deployment/hub",
+        "container hub is privileged",
     ),
 }
 
