@@ -153,6 +153,35 @@ c.Spawner.auth_state_hook = _jupyterhub_platform_access_token
 """
 
 
+# The name of the entry that lets the health-check user's server start on chart 4.x.
+HEALTH_CHECK_CONFIG_NAME = "jupyterhub-platform-health-check-login"
+
+# oauthenticator 17 (chart 4.x) refreshes a user's auth state before each spawn and refuses
+# the spawn ("auth has expired") when there is none to refresh. The health-check user
+# (`make verify --spawn`) is created by its service and never logs in through the
+# identity provider, so it has none: for that user alone, and only while it has no auth
+# state, the refresh reports the login as current. Anyone else is refreshed as before.
+_HEALTH_CHECK_REFRESH_HOOK = """\
+# Written by jupyterhub-platform: the health-check user never logs in through the identity
+# provider, so it has no auth state to refresh before its server starts.
+def _jupyterhub_platform_health_check_refresh(authenticator, user, auth_state):
+    if user.name == {user!r} and not auth_state:
+        return True
+    return None
+
+
+c.GenericOAuthenticator.refresh_user_hook = _jupyterhub_platform_health_check_refresh
+"""
+
+
+def health_check_refresh_hook(hub: HubSettings) -> str | None:
+    """The `hub.extraConfig` entry that keeps the health-check user's spawns working on
+    chart 4.x, or None where the hub does not refresh before a spawn."""
+    if hub.chart_generation < 4 or not hub.oauth.enable_auth_state:
+        return None
+    return _HEALTH_CHECK_REFRESH_HOOK.format(user=HEALTH_CHECK_USER)
+
+
 def access_token_hook(hub: HubSettings) -> str | None:
     """The `hub.extraConfig` entry that passes the access token to servers, or None."""
     oauth = hub.oauth
@@ -276,9 +305,16 @@ def chart_values(
         values["singleuser"]["extraEnv"] = dict(singleuser.extra_env)
     if hub.profiles:
         values["singleuser"]["profileList"] = profile_list(hub)
-    hook = access_token_hook(hub)
-    if hook:
-        values["hub"]["extraConfig"] = {ACCESS_TOKEN_CONFIG_NAME: hook}
+    extra_config = {
+        name: code
+        for name, code in (
+            (ACCESS_TOKEN_CONFIG_NAME, access_token_hook(hub)),
+            (HEALTH_CHECK_CONFIG_NAME, health_check_refresh_hook(hub)),
+        )
+        if code
+    }
+    if extra_config:
+        values["hub"]["extraConfig"] = extra_config
     logo = logo_file(hub, project_dir)
     if logo:
         values["hub"]["extraFiles"] = {"site-logo": logo}

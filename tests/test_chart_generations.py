@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from components.config import DEFAULT_CHART_VERSION, ConfigError
-from components.hub_values import ACCESS_TOKEN_CONFIG_NAME
+from components.hub_values import ACCESS_TOKEN_CONFIG_NAME, HEALTH_CHECK_CONFIG_NAME
 from policy.chart_versions import SUPPORTED_CHARTS
 from sitectl.mockrun import ProgramRun, reveal
 from tests.sites import DELETE, ROOT, run, site
@@ -226,14 +226,15 @@ def test_4x_access_token_hook_in_extra_config() -> None:
     result = run(site(**TOKENS)).ok()
     values = values_of(result)
     extra = values["hub"]["extraConfig"]
-    assert list(extra) == [ACCESS_TOKEN_CONFIG_NAME]
+    assert sorted(extra) == [ACCESS_TOKEN_CONFIG_NAME, HEALTH_CHECK_CONFIG_NAME]
     code = extra[ACCESS_TOKEN_CONFIG_NAME]
     assert "c.Spawner.auth_state_hook" in code
     assert "'SRCNET_ACCESS_TOKEN'" in code
     compile(code, "extraConfig", "exec")
     # Never a token in the values: only the hook that reads one at spawn time.
     assert "access_token" not in str(values["hub"]["config"]).lower()
-    assert "extraConfig" not in values_of(run(site(**AT_440)))["hub"]
+    # Without the token setting, only the health-check user's entry.
+    assert list(values_of(run(site(**AT_440)))["hub"]["extraConfig"]) == [HEALTH_CHECK_CONFIG_NAME]
 
 
 def test_4x_access_token_env_var_default() -> None:
@@ -245,7 +246,7 @@ def test_4x_access_token_env_var_default() -> None:
 def test_site_extra_config_keeps_its_own_entries() -> None:
     changes = {**TOKENS, "hub.extraValues": {"hub": {"extraConfig": {"site": "c.X = 1"}}}}
     extra = values_of(run(site(**changes)))["hub"]["extraConfig"]
-    assert sorted(extra) == [ACCESS_TOKEN_CONFIG_NAME, "site"]
+    assert sorted(extra) == [ACCESS_TOKEN_CONFIG_NAME, HEALTH_CHECK_CONFIG_NAME, "site"]
 
 
 # -- the plan, as an operator runs it ------------------------------------------------------

@@ -8,6 +8,7 @@ import functools
 import json
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jsonschema
@@ -423,3 +424,25 @@ def test_namespace_carries_the_sites_resource_ceiling() -> None:
     bigger = {"hub.profiles[1].cpu": {"limit": 4, "guarantee": 1},
               "hub.profiles[1].memory": {"limit": "900Mi", "guarantee": "1Mi"}}  # fmt: skip
     assert ceiling(**bigger) == {"cpu": 4, "memory": "1G"}, "1G is more than 900Mi"
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_the_health_check_user_can_start_a_server_on_4x(version: str) -> None:
+    """oauthenticator 17 refreshes auth state before a spawn and refuses a user without
+    one; the health-check user never logs in through the provider (login suite:
+    test_verify's session check at 4.4.0)."""
+    from components.hub_values import HEALTH_CHECK_CONFIG_NAME, HEALTH_CHECK_USER
+
+    extra = values_of(run(site(**{"hub.chartVersion": version})).ok())["hub"]
+    code = extra.get("extraConfig", {}).get(HEALTH_CHECK_CONFIG_NAME)
+    if SUPPORTED_CHARTS[version].major < 4:
+        assert code is None, "oauthenticator 16 does not refresh before a spawn"
+        return
+    assert code is not None
+    namespace: dict[str, Any] = {"c": SimpleNamespace(GenericOAuthenticator=SimpleNamespace())}
+    exec(compile(code, HEALTH_CHECK_CONFIG_NAME, "exec"), namespace)  # noqa: S102
+    hook = namespace["c"].GenericOAuthenticator.refresh_user_hook
+    assert hook(None, SimpleNamespace(name=HEALTH_CHECK_USER), None) is True
+    # Anyone else, and the health-check user once it has auth state: the usual refresh.
+    assert hook(None, SimpleNamespace(name="alice"), None) is None
+    assert hook(None, SimpleNamespace(name=HEALTH_CHECK_USER), {"access_token": "t"}) is None
