@@ -360,6 +360,8 @@ def pods_confined(render: Render) -> list[Problem]:
                 context = container.get("securityContext") or {}
                 if context.get("privileged") is True:
                     found.append(f"container {container.get('name')} is privileged")
+                if context.get("allowPrivilegeEscalation") is True:
+                    found.append(f"container {container.get('name')} allows privilege escalation")
             problems += [Problem("pods-confined", _label(obj), what) for what in found]
     return problems
 

@@ -269,6 +269,12 @@ CHECK_FAILURES = {
         "Deployment/proxy",
         "volume root is a hostPath (/)",
     ),
+    "privilege-escalation": (
+        {"proxy": {"chp": {"containerSecurityContext": {"allowPrivilegeEscalation": True}}}},
+        "pods-confined",
+        "Deployment/proxy",
+        "container chp allows privilege escalation",
+    ),
     "privileged": (
         {"hub": {"containerSecurityContext": {"privileged": True}}},
         "pods-confined",
