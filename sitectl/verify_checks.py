@@ -174,19 +174,22 @@ def check_tls(inputs: Inputs, deadline: Deadline) -> str:
     return f"certificate valid for {host} ({summary})"
 
 
-def check_health(inputs: Inputs, deadline: Deadline) -> str:
-    url = _front(inputs, "hub/health")
+def _front_page(inputs: Inputs, path: str, deadline: Deadline) -> tuple[str, Response]:
+    """The hub page at `path` through the front door; anything but a 200 fails the check."""
+    url = _front(inputs, path)
     answer = _get(inputs, url, deadline, advice=_fmt(ADVICE_FRONT, inputs))
     if answer.status != 200:
         raise CheckFailed(f"{url} answered {answer.status}, not 200", _fmt(ADVICE_FRONT, inputs))
+    return url, answer
+
+
+def check_health(inputs: Inputs, deadline: Deadline) -> str:
+    url, _ = _front_page(inputs, "hub/health", deadline)
     return f"{url} 200"
 
 
 def check_login_page(inputs: Inputs, deadline: Deadline) -> str:
-    url = _front(inputs, "hub/login")
-    answer = _get(inputs, url, deadline, advice=_fmt(ADVICE_FRONT, inputs))
-    if answer.status != 200:
-        raise CheckFailed(f"{url} answered {answer.status}, not 200", _fmt(ADVICE_FRONT, inputs))
+    url, answer = _front_page(inputs, "hub/login", deadline)
     if "oauth_login" not in answer.text():
         raise CheckFailed(
             f"{url} has no link to the provider's login (oauth_login)", _fmt(ADVICE_CLIENT, inputs)
