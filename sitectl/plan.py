@@ -437,22 +437,6 @@ def apply_policies(plan: Plan, policy_config: Path | None) -> None:
         raise PlanError(str(err)) from None
 
 
-def _placeholders_for_secrets(plan: Plan, values: Any) -> Any:
-    """Values with every secret as the placeholder: those holding a secret value found by
-    value (inside the all-secret release values they lost their own mark), and any equal
-    to a secret given to the plan, however short."""
-    given = set(plan.known_secrets)
-
-    def scrub(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: scrub(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [scrub(v) for v in value]
-        return SECRET_MARK if isinstance(value, str) and value in given else value
-
-    return scrub(plan.scrub_data(values))
-
-
 def render_chart(
     plan: Plan,
     *,
@@ -486,9 +470,9 @@ def render_chart(
             raise PlanError(f"--require-render: the chart cannot be rendered: {err}") from None
         plan.chart = ChartResult(skipped=str(err))
         return
-    values = _placeholders_for_secrets(
-        plan, redact(reveal_partially(inputs.get("values")), SECRET_MARK)
-    )
+    # Every string equal to a secret the plan knows (however short) or holding a long one
+    # becomes the placeholder: inside the all-secret release values they lost their mark.
+    values = plan.scrub_data(redact(reveal_partially(inputs.get("values")), SECRET_MARK))
     try:
         result = render(
             helm,
@@ -534,8 +518,7 @@ def rendered_files(plan: Plan) -> dict[str, str]:
         if res.type == RELEASE_TYPE:
             # Inner secrets lose their own mark inside the all-secret values, so they are
             # found by value.
-            values = _placeholders_for_secrets(
-                plan,
+            values = plan.scrub_data(
                 redact_paths(
                     redact(reveal_partially(res.inputs.get("values")), SECRET_MARK),
                     SECRET_VALUE_PATHS,
