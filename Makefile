@@ -16,6 +16,20 @@ HELM_PINNED := $(TOOLS)/bin/helm
 
 .PHONY: test lint typecheck unit plan verify new-site bench docs test-deps hub-venvs clean helm
 
+# `make plan` and `make verify` exit with the command's own code: 0 passed, 1 a policy or
+# check failed, 2 invalid input. GNU make answers 2 for any failed recipe, so a CI job
+# could not tell a failed check from a typo. Only in question mode (-q) does make pass a
+# recipe's 1 through as its own (a `+` recipe runs there, and its 1 means "not up to
+# date"; 2 stays an error). Such a goal given alone therefore runs in question mode: its
+# lines are `+` lines, and what it needs is built by a sub-make ($(BUILD)) with the q
+# taken back out of MAKEFLAGS (the first q there is in its first word, the flag letters).
+EXIT_CODE_GOALS := plan verify
+ifeq ($(words $(MAKECMDGOALS)) $(filter $(EXIT_CODE_GOALS),$(MAKECMDGOALS)),1 $(MAKECMDGOALS))
+MAKEFLAGS += -q
+QUESTION_MODE := 1
+endif
+BUILD = $(if $(QUESTION_MODE),MAKEFLAGS="$${MAKEFLAGS/q/}") $(MAKE) -s --no-print-directory
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
@@ -65,12 +79,14 @@ test: $(VENV)/.installed-dev hub-venvs test-deps lint typecheck unit
 
 # ARGS passes options through (make plan STACK=x ARGS="--no-render --json"). The command
 # is not echoed: ARGS may hold a --secret, which belongs in neither logs nor scrollback.
-plan: $(VENV)/.installed-run $(HELM_PINNED)
-	@$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG)) $(ARGS)
+plan:
+	+@$(BUILD) $(VENV)/.installed-run $(HELM_PINNED)
+	+@$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG)) $(ARGS)
 
 # The deployed site, checked from here (docs/after-deploying.md).
-verify: $(VENV)/.installed-run
-	@$(BIN)/python -m sitectl verify $(STACK) $(ARGS)
+verify:
+	+@$(BUILD) $(VENV)/.installed-run
+	+@$(BIN)/python -m sitectl verify $(STACK) $(ARGS)
 
 # A stack file for a new site, from the template: fill its "<fill in>" values, then plan.
 new-site: $(VENV)/.installed-run

@@ -561,6 +561,33 @@ def test_make_plan_passes_args_through_and_never_echoes_them(tmp_path: Path) -> 
     assert (out / "plan.json").is_file()
 
 
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        # The runbook's values violate mandatory policies: 1, as the plan itself exits.
+        (f"--stack-file {ROOT / 'tests/fixtures/Pulumi.runbook.yaml'} --no-render", 1),
+        # A stack file that is not there: bad input, 2.
+        (f"--stack-file {ROOT / 'tests/fixtures/Pulumi.missing.yaml'} --no-render", 2),
+    ],
+)
+def test_make_plan_exits_with_the_plans_own_code(tmp_path: Path, args: str, code: int) -> None:
+    """GNU make answers 2 for any failed recipe; the Makefile's question mode passes the
+    plan's 1 through, so a CI job tells a failed policy from bad input."""
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), "plan", "STACK=runbook",
+         f"ARGS={args} --out {tmp_path / 'out'}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == code, done.stdout + done.stderr
+    if code == 1:
+        assert "[mandatory]" in done.stdout and "make: ***" not in done.stderr
+    else:
+        assert done.stderr.startswith("error: ") and "Pulumi.missing.yaml" in done.stderr
+
+
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1c3RlZC1ub3QtYS1yZWFsLWtleS0wMDAwMDAw"
 
 
