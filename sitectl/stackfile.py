@@ -30,6 +30,42 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+def _unsupported_tag(loader: yaml.constructor.SafeConstructor, node: yaml.Node) -> Any:
+    # These make bytes, dates and sets, which config (JSON text) cannot carry: refused
+    # where they are written rather than failing later as an unprintable value.
+    raise yaml.constructor.ConstructorError(
+        None, None, f"{node.tag.rsplit(':', 1)[-1]!r} values are not supported here; "
+        "write plain text", node.start_mark
+    )  # fmt: skip
+
+
+for _tag in ("binary", "timestamp", "set"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _unsupported_tag)
+
+
+def _construct_mapping(loader: yaml.constructor.SafeConstructor, node: yaml.Node) -> Any:
+    # PyYAML keeps the last of two equal keys without a word; the YAML spec requires keys
+    # to be unique. A key written twice is refused, naming both lines (a `<<` merge may
+    # still be overridden: that is what merging is for).
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = loader.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key]})",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = line
+    return loader.construct_yaml_map(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+
 @dataclass
 class StackFile:
     path: Path
@@ -77,6 +113,12 @@ def load_stack_file(path: Path, project: str) -> StackFile:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise StackFileError(f"{path}: cannot be read ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        line = err.object[: err.start].count(b"\n") + 1
+        raise StackFileError(
+            f"{path}: is not UTF-8 text (byte 0x{err.object[err.start]:02x} at line {line}); "
+            "save it as UTF-8"
+        ) from None
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as err:
@@ -93,6 +135,10 @@ def load_stack_file(path: Path, project: str) -> StackFile:
     for key, value in config.items():
         if not isinstance(key, str) or not key:
             raise StackFileError(f"{path}: config key {key!r} is not a string")
+        namespace, colon, name = key.rpartition(":")
+        if colon and not (namespace and name):
+            # `jupyterhub-platform:` alone would reach the program as a setting named "".
+            raise StackFileError(f"{path}: config key {key!r} is not of the form namespace:name")
         full = key if ":" in key else f"{project}:{key}"
         if _has_secure(value):
             out.encrypted.append(full)

@@ -18,6 +18,7 @@ import yaml
 
 from components.node_scripts import remote_command, script_of
 from sitectl.plan import PlanError
+from sitectl.stackfile import load_stack_file
 from tests.conftest import REQUIRE_ALL
 from tests.sites import ROOT, chart_defaults, chart_schema, deep_merge, espsrc, run
 from tests.test_node_scripts import shellcheck
@@ -200,6 +201,22 @@ def test_encrypted_and_missing_secrets_become_placeholders(tmp_path: Path) -> No
         ("config:\n  a: [1, 2\n  c: 3\n", "is not valid YAML at line 2: "),
         ("config:\n  a: 1\n b: 2\n", "is not valid YAML at line 3: "),
         ("missing", "cannot be read"),
+        (b"config:\n  a: 1\n  b: \xff\n", "is not UTF-8 text (byte 0xff at line 3); save it"),
+        ("config:\n  a: 1\n".encode("utf-16"), "is not UTF-8 text (byte 0xff at line 1)"),
+        # PyYAML would keep the second silently.
+        (
+            "config:\n  jupyterhub-platform:nodes:\n    sshUser: a\n    sshUser: b\n",
+            "is not valid YAML at line 4: duplicate key 'sshUser' (first at line 3)",
+        ),
+        ("config:\n  a: 1\n  a: 1\n", "at line 3: duplicate key 'a' (first at line 2)"),
+        # Values config cannot carry (bytes, a date, a set) are refused where they are.
+        ("config:\n  a: 1\n  b: !!binary aGk=\n", "at line 3: 'binary' values are not"),
+        ("config:\n  a: !!timestamp 2025-01-01\n", "at line 2: 'timestamp' values are not"),
+        ("config:\n  a:\n    b: !!set {x, y}\n", "at line 3: 'set' values are not"),
+        (
+            "config:\n  'jupyterhub-platform:': x\n",
+            "config key 'jupyterhub-platform:' is not of the form namespace:name",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, setup: Any, message: str) -> None:
@@ -209,7 +226,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, setup: Any, message: st
         path = stack_file(tmp_path, settings)
     else:
         path = tmp_path / "Pulumi.test.yaml"
-        if setup != "missing":
+        if isinstance(setup, bytes):
+            path.write_bytes(setup)
+        elif setup != "missing":
             path.write_text(setup)
     result = plan("test", "--stack-file", str(path), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
@@ -218,6 +237,13 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, setup: Any, message: st
     assert result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_merged_key_may_still_be_overridden(tmp_path: Path) -> None:
+    """Only a key written twice is refused: a `<<` merge's keys are there to be overridden."""
+    path = tmp_path / "Pulumi.test.yaml"
+    path.write_text("config:\n  x:defaults: &d {a: 1, b: 2}\n  x:site:\n    <<: *d\n    b: 3\n")
+    assert load_stack_file(path, "x").config["x:site"] == '{"a": 1, "b": 3}'
 
 
 def test_every_config_problem_is_an_error_line(tmp_path: Path) -> None:
