@@ -534,6 +534,30 @@ def _secret_in_code(code: str) -> bool:
     return False
 
 
+# The jupyterhub chart's defaults for the ids its pods run as (values.yaml of 3.x and 4.x:
+# singleuser.uid, singleuser.fsGid, hub.containerSecurityContext.runAsUser,
+# hub.podSecurityContext.fsGroup); a site may change them through hub.extraValues. The
+# storage provisioner's setup script chowns every new volume to them.
+CHART_POD_IDS = {
+    ("singleuser", "uid"): 1000,
+    ("singleuser", "fsGid"): 100,
+    ("hub", "containerSecurityContext", "runAsUser"): 1000,
+    ("hub", "podSecurityContext", "fsGroup"): 1000,
+}
+
+
+def pod_id(extra_values: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The id hub.extraValues sets at `path`, or the chart's default."""
+    value: Any = extra_values
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return CHART_POD_IDS[path] if value is None else value
+
+
+def is_pod_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
 class HubSettings(_Model):
     namespace: DnsLabel = Field(description="Kubernetes namespace of the hub")
     release: DnsLabel = Field(description="Helm release name")
@@ -586,6 +610,20 @@ class HubSettings(_Model):
                 "never from hub.extraValues",
             )
         return value
+
+    @model_validator(mode="after")
+    def _pod_ids_are_numeric(self) -> HubSettings:
+        # Checked with the settings, not when the storage class is built: by then the
+        # share and the node mounts are registered.
+        for path in CHART_POD_IDS:
+            value = pod_id(self.extra_values, path)
+            if not is_pod_id(value):
+                raise KeyedError(
+                    "extraValues." + ".".join(path),
+                    value,
+                    "is not a numeric uid/gid (0 to 2147483647)",
+                )
+        return self
 
     @field_validator("logo")
     @classmethod

@@ -283,6 +283,19 @@ BAD: list[tuple[str, Any, str]] = [
         "(letters, digits and '_')",
     ),
     ("nodes", "all", 'nodes: "all" is not a map of settings'),
+    # The storage provisioner chowns every new volume to these ids (in a shell script):
+    # refused with the settings, before the share and the node mounts are registered.
+    (
+        "hub.extraValues",
+        {"singleuser": {"uid": "$(id)"}},
+        'hub.extraValues.singleuser.uid: "$(id)" is not a numeric uid/gid (0 to 2147483647)',
+    ),
+    (
+        "hub.extraValues",
+        {"hub": {"podSecurityContext": {"fsGroup": True}}},
+        "hub.extraValues.hub.podSecurityContext.fsGroup: true is not a numeric uid/gid "
+        "(0 to 2147483647)",
+    ),
 ]
 
 
