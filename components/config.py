@@ -631,12 +631,22 @@ class HubSettings(_Model):
         if value is None:
             return value
         root = (info.context or {}).get("project_dir", PROJECT_DIR)
-        path = (root / value).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        try:
+            path = (root / value).resolve()
+            inside = path.is_relative_to(root) and path.is_file()
+        except (OSError, ValueError):
+            # A name too long or with a NUL byte: the OS's own words would name no key
+            # (and a bare OSError is no validation error: it would end the program).
+            inside = False
+        if not inside:
             raise ValueError("is not a file inside this repository")
-        if path.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+        try:
+            head, size = path.read_bytes()[:8], path.stat().st_size
+        except OSError as err:
+            raise ValueError(f"cannot be read ({err.strerror})") from None
+        if head != b"\x89PNG\r\n\x1a\n":
             raise ValueError("is not a PNG file")
-        if path.stat().st_size > 256 * 1024:
+        if size > 256 * 1024:
             raise ValueError("is larger than 256 KiB (it travels in a Kubernetes Secret)")
         return value
 

@@ -250,6 +250,9 @@ BAD: list[tuple[str, Any, str]] = [
         'hub.logo: "../../etc/passwd" is not a file inside this repository',
     ),
     ("hub.logo", "Pulumi.yaml", 'hub.logo: "Pulumi.yaml" is not a PNG file'),
+    # Paths the file system refuses outright (too long, a NUL byte): the same line.
+    ("hub.logo", "a" * 300, f'hub.logo: "{"a" * 76}... is not a file inside this repository'),
+    ("hub.logo", "a\x00b", 'hub.logo: "a\\u0000b" is not a file inside this repository'),
     (
         "hub.profiles[0].displayName",
         "<script>alert(1)</script>",
