@@ -814,9 +814,11 @@ class NodesSettings(_Model):
             seen: set[str] = set()
             for i, host in enumerate(self.hosts):
                 value = getattr(host, attr)
-                if value in seen:
+                # 2001:db8::1 and 2001:DB8:0::1 are one node written twice.
+                same = v.same_host(value) if attr == "address" else value
+                if same in seen:
                     raise KeyedError(f"hosts[{i}].{key}", value, "is used by another node")
-                seen.add(value)
+                seen.add(same)
         return self
 
 

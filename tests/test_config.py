@@ -20,6 +20,10 @@ SCOPED = (
     "is an IPv6 address with a scope id (%...): HAProxy cannot use a scoped address; give the "
     "node's global or unique-local address"
 )
+AMBIGUOUS = (
+    "is an IPv4 address with leading zeros, in hex or in fewer than four parts, which tools "
+    "read differently; write four decimal numbers, such as 192.0.2.10"
+)
 ALLOW_ALL_WITH_GROUPS = (
     "admits every account of the provider, whatever allowedGroups says (oauthenticator checks "
     "allow_all first): remove allowAll to admit only allowedGroups, or remove allowedGroups to "
@@ -179,6 +183,25 @@ BAD: list[tuple[str, Any, str]] = [
         f'nodes.hosts[1].address: "fe80::1%eth0\\n    server evil {EVIL}:80 check" {SCOPED}',
     ),
     ("nodes.hosts[0].address", "fe80::1%eth0", f'nodes.hosts[0].address: "fe80::1%eth0" {SCOPED}'),
+    # Not an IP address to Python, so it passed as a DNS name; HAProxy and getaddrinfo read
+    # it as 192.168.250.8 and 127.0.0.1, another node than the one checked for duplicates.
+    (
+        "nodes.hosts[1].address",
+        "192.168.250.010",
+        f'nodes.hosts[1].address: "192.168.250.010" {AMBIGUOUS}',
+    ),
+    ("nodes.hosts[1].address", "127.1", f'nodes.hosts[1].address: "127.1" {AMBIGUOUS}'),
+    ("nodes.hosts[1].address", "0x7f000001", f'nodes.hosts[1].address: "0x7f000001" {AMBIGUOUS}'),
+    (
+        "nodes.hosts",
+        [{"name": "a", "address": "2001:db8::1"}, {"name": "b", "address": "2001:DB8:0::1"}],
+        'nodes.hosts[1].address: "2001:DB8:0::1" is used by another node',
+    ),
+    (
+        "nodes.hosts",
+        [{"name": "a", "address": "192.0.2.1"}, {"name": "b", "address": "::ffff:192.0.2.1"}],
+        'nodes.hosts[1].address: "::ffff:192.0.2.1" is used by another node',
+    ),
     ("nodes.bastion.host", 'fe80::1%a "b', f'nodes.bastion.host: "fe80::1%a \\"b" {SCOPED}'),
     ("nodes.hosts[0].name", "K8S_master", f'nodes.hosts[0].name: "K8S_master" {DNS_LABEL}'),
     (
