@@ -42,7 +42,7 @@ import yaml
 
 from sitectl import gc_tuning
 from sitectl.mockrun import PROJECT_DIR, ProgramRun, Registered, Secret, redact, reveal
-from sitectl.stackfile import StackFile, StackFileError, load_stack_file
+from sitectl.stackfile import StackFile, StackFileError, check_stack_name, load_stack_file
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -582,12 +582,24 @@ def reveal_partially(values: Any) -> Any:
 
 
 def write(plan: Plan, out: Path) -> dict[str, str]:
-    if out.exists() and any(out.iterdir()) and not (out / "plan.json").exists():
-        raise PlanError(f"--out {out}: exists and is not a plan directory; choose another")
+    if out.exists() and not out.is_dir():
+        raise PlanError(f"--out {out}: is not a directory; choose another")
     files = {
         "plan.json": json.dumps(plan.published, indent=2, sort_keys=True) + "\n",
         **rendered_files(plan),
     }
+    try:
+        _write_files(plan, out, files)
+    except OSError as err:
+        # Unwritable, read-only, full: one line, not a traceback.
+        where = f" ({err.filename})" if err.filename and str(err.filename) != str(out) else ""
+        raise PlanError(f"--out {out}: cannot be written: {err.strerror}{where}") from None
+    return files
+
+
+def _write_files(plan: Plan, out: Path, files: dict[str, str]) -> None:
+    if out.exists() and any(out.iterdir()) and not (out / "plan.json").exists():
+        raise PlanError(f"--out {out}: exists and is not a plan directory; choose another")
     # Files of an earlier plan that this one does not write (a removed node's scripts)
     # go; the others are rewritten only if their content changed: re-planning a site
     # mostly rewrites what it wrote before, and on ext4 overwriting a file with data
@@ -603,7 +615,6 @@ def write(plan: Plan, out: Path) -> dict[str, str]:
         directory.mkdir(parents=True, exist_ok=True)
     for relative, text in files.items():
         _write_if_changed(out / relative, plan.scrub(text))
-    return files
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -820,6 +831,10 @@ def run(args: argparse.Namespace) -> int:
     stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.site}.yaml"
     out = args.out or PROJECT_DIR / "build" / "plan" / args.site
     try:
+        try:
+            check_stack_name(args.site)
+        except StackFileError as err:
+            raise PlanError(str(err)) from None
         project = project_name(PROJECT_DIR)
         secrets = {
             **secrets_from_environment(os.environ, project),

@@ -8,6 +8,7 @@ can be decrypted, so `secure:` values are reported instead of read.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,22 @@ import yaml
 
 class StackFileError(ValueError):
     """The stack file cannot be read; the message is one line."""
+
+
+# What the Pulumi CLI allows in a stack name, and not a leading '.' (`..` would make the
+# plan's default --out build/plan/.. and the stack file Pulumi...yaml).
+_STACK_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+
+
+def check_stack_name(name: str) -> str:
+    """The SITE argument of plan and verify, or StackFileError: it names the stack file
+    and the plan's directory, and becomes the owner recorded by the node scripts."""
+    if _STACK_NAME.fullmatch(name) is None:
+        raise StackFileError(
+            f"site {name!r}: is not a stack name (letters, digits, '_', '.' and '-', starting "
+            "with a letter, digit or '_', at most 100 characters)"
+        )
+    return name
 
 
 class _Loader(yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader):  # type: ignore[misc]

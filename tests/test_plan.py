@@ -267,6 +267,30 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert "novalue" not in bad.stdout + bad.stderr, "it may be the secret itself"
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # The stack name becomes the owner in the node scripts, a file name and the default
+        # --out directory: "a b" failed deep in the program with five lines of mock errors,
+        # and "../../x" wrote the plan outside build/plan.
+        (["a b"], "error: site 'a b': is not a stack name (letters, digits, '_', '.' and '-'"),
+        (["$(id)"], "error: site '$(id)': is not a stack name"),
+        (["../../x"], "error: site '../../x': is not a stack name"),
+        ([""], "error: site '': is not a stack name"),
+        (["espsrc", "--out", "/dev/null"], "error: --out /dev/null: is not a directory"),
+        (["espsrc", "--out", "/proc/jhp-plan"], "error: --out /proc/jhp-plan: cannot be written"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args: list[str], message: str) -> None:
+    site = args[0]
+    result = plan(*args, "--stack-file", str(ROOT / "Pulumi.espsrc.yaml"), "--no-render")
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert not (ROOT / "build" / "plan" / site).exists() or site == "espsrc"
+
+
 def test_out_refuses_a_directory_that_is_not_a_plan(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("keep me")
     result = plan("espsrc", "--out", str(tmp_path))
