@@ -148,12 +148,47 @@ def test_dependent_checks_are_skipped_when_discovery_fails(tmp_path: Path) -> No
             "error: --outputs /nonexistent.json: cannot",
         ),
         (["espsrc", "--ca-file", "/nonexistent.pem"], "error: --ca-file /nonexistent.pem: is not"),
+        (["a b"], "error: site 'a b': is not a stack name"),
+        # These ran no check at all and exited 0, as if the site had passed.
+        (["espsrc", "--only", "session"], "error: --only session: the session check runs only"),
+        (["espsrc", "--only", "node-ports", "--skip", "node-ports"], "error: --only and --skip"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["verify", *args])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert out == ""
+    assert err.startswith(message), err
+    assert len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # NaN compares false with 0, so it passed the check and bounded no check at all.
+        (["--timeout", "nan"], "error: --timeout and --spawn-timeout: expected a"),
+        (["--spawn-timeout", "inf"], "error: --timeout and --spawn-timeout: expected a"),
+        # An empty --only ran every check.
+        (["--only", ""], "error: --only '': expected one of front-door,"),
+        # Written after every check had run, as a traceback.
+        (["--json", "/"], "error: --json /: is a directory"),
+        (["--json", "/nonexistent/r.json"], "error: --json /nonexistent/r.json: its folder"),
+        (
+            ["--ssh-key-file", str(ROOT / "assets" / "logo-placeholder.png")],
+            f"error: --ssh-key-file {ROOT / 'assets' / 'logo-placeholder.png'}: is not a text",
+        ),
+    ],
+)
+def test_bad_options_exit_2_before_any_check(
+    tmp_path: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every address on 127.0.0.0/8, should a check run after all.
+    local = ["--stack-file", str(unreachable_espsrc(tmp_path)), "--resolve", f"{HOST}:127.0.0.1"]
+    only = [] if "--only" in args else ["--only", "front-door"]
+    code = main(["verify", "espsrc", *local, *only, "--timeout", "2", *args])
     out, err = capsys.readouterr()
     assert code == 2, out + err
     assert out == ""
@@ -181,6 +216,13 @@ def test_bad_stack_config_exits_2_naming_the_key(
     err = capsys.readouterr().err
     assert err.strip().endswith("hub.nodePort: 80 is not in 30000-32767")
     assert len(err.splitlines()) == 1
+    # Two problems, two lines, each an error line (as the plan prints them).
+    stack = write_stack(stack, site(**{"hub.nodePort": 80, "share.sizeGb": 0}))
+    assert main(["verify", "bad", "--stack-file", str(stack)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {stack}: hub.nodePort: 80 is not in 30000-32767",
+        f"error: {stack}: share.sizeGb: 0 is not in 1-1000000",
+    ]
 
 
 def test_secrets_from_the_environment_never_shown(tmp_path: Path) -> None:
