@@ -83,7 +83,7 @@ def host_address(value: str) -> str:
     except ValueError:
         try:
             socket.inet_aton(value)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL character
             pass
         else:
             # 192.168.0.010, 127.1, 0x7f000001: no IP address to Python, so a DNS name to

@@ -193,6 +193,11 @@ BAD: list[tuple[str, Any, str]] = [
     ("nodes.hosts[1].address", "127.1", f'nodes.hosts[1].address: "127.1" {AMBIGUOUS}'),
     ("nodes.hosts[1].address", "0x7f000001", f'nodes.hosts[1].address: "0x7f000001" {AMBIGUOUS}'),
     (
+        "nodes.hosts[1].address",
+        "a\x00b",
+        'nodes.hosts[1].address: "a\\u0000b" is not an IP address or a lowercase DNS name',
+    ),
+    (
         "nodes.hosts",
         [{"name": "a", "address": "2001:db8::1"}, {"name": "b", "address": "2001:DB8:0::1"}],
         'nodes.hosts[1].address: "2001:DB8:0::1" is used by another node',
