@@ -967,9 +967,10 @@ def _key(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif re.search(r"[\s\x00-\x1f\x7f-\x9f]", str(part)):
-            # A key that is not a plain name (a space, a control character) is shown quoted,
-            # so the line stays one line and says where the odd key is.
+        elif re.search(r"\s", str(part)) or not str(part).isprintable():
+            # A key that is not a plain name (a space, a control character, an invisible or
+            # a direction-changing one) is shown quoted, so the line stays one line and
+            # says where the odd key is.
             out += f"[{json.dumps(str(part), ensure_ascii=True)}]"
         else:
             out += f".{part}" if out else str(part)

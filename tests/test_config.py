@@ -385,6 +385,27 @@ def test_unknown_top_level_key_is_named() -> None:
     assert result.resources == []
 
 
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        ("a b", 'hub["a b"]'),
+        ("a\nb", 'hub["a\\nb"]'),
+        # Invisible, or reordering the rest of the line on a terminal: shown raw, the line
+        # read "hub.nodePort: is not a known setting; did you mean nodePort?".
+        ("nodePort\u200b", 'hub["nodePort\\u200b"]'),
+        ("node\u202etroP", 'hub["node\\u202etroP"]'),
+        ("nöde", "hub.nöde"),
+    ],
+)
+def test_an_odd_unknown_key_is_shown_so_it_can_be_told_apart(key: str, shown: str) -> None:
+    settings = espsrc()
+    settings["hub"][key] = 1
+    result = run(settings)
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error).startswith(f"{shown}: is not a known setting;"), str(result.error)
+    assert result.resources == []
+
+
 @pytest.mark.parametrize("missing", ["oauthClientSecret", "sshPrivateKey"])
 def test_missing_secret_says_how_to_set_it(missing: str) -> None:
     secrets = {k: v for k, v in SECRETS.items() if k != missing}
