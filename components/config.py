@@ -1010,6 +1010,8 @@ _TYPE_WORDS = {
     "int_type": "is not a whole number",
     "int_parsing": "is not a whole number",
     "int_from_float": "is not a whole number",
+    "finite_number": "is not a whole number",  # .nan or .inf where an integer goes
+    "int_parsing_size": "is not a whole number of a usable size",
     "float_type": "is not a number",
     "float_parsing": "is not a number",
     "bool_type": "is not true or false",

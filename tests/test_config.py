@@ -244,6 +244,11 @@ BAD: list[tuple[str, Any, str]] = [
         "'-', starting with a letter or digit, at most 64 characters, not 'admin')",
     ),
     ("share.sizeGb", 0, "share.sizeGb: 0 is not in 1-1000000"),
+    # YAML's .nan and 1e308: pydantic's own words ("is not valid: Input should be a finite
+    # number") said nothing the operator wrote.
+    ("share.sizeGb", float("nan"), "share.sizeGb: nan is not a whole number"),
+    ("hub.nodePort", float("inf"), "hub.nodePort: inf is not a whole number"),
+    ("nodes.sshPort", 1e308, "nodes.sshPort: 1e+308 is not a whole number of a usable size"),
     (
         "share.existingId",
         "abc",
