@@ -42,7 +42,13 @@ import yaml
 
 from sitectl import gc_tuning
 from sitectl.mockrun import PROJECT_DIR, ProgramRun, Registered, Secret, redact, reveal
-from sitectl.stackfile import StackFile, StackFileError, check_stack_name, load_stack_file
+from sitectl.stackfile import (
+    StackFile,
+    StackFileError,
+    check_readable,
+    check_stack_name,
+    load_stack_file,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -369,12 +375,13 @@ def build_plan(
     secrets: dict[str, str],
     project_dir: Path = PROJECT_DIR,
 ) -> Plan:
-    from components.config import ConfigError
+    from components.config import ConfigError, SiteConfig
     from sitectl.mockrun import run_program
 
     project = project_name(project_dir)
     try:
         stack_config = load_stack_file(stack_file, project)
+        check_readable(stack_config, project, SiteConfig.SECRET_KEYS)
     except StackFileError as err:
         raise PlanError(str(err)) from None
 

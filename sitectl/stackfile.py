@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,14 +91,44 @@ class StackFile:
     secret_keys: list[str] = field(default_factory=list)
     encrypted: list[str] = field(default_factory=list)
     """Keys whose value is `secure:` ciphertext, which only the Pulumi CLI can decrypt."""
+    raw: dict[str, Any] = field(default_factory=dict)
+    """Each key's value as the YAML holds it (`secure:` maps included)."""
 
 
 def _has_secure(value: Any) -> bool:
+    return _secure_at(value, "") is not None
+
+
+def _secure_at(value: Any, where: str) -> str | None:
+    """Where the first `secure:` value is, as the key is written (hub.oauth.clientId)."""
     if isinstance(value, dict):
-        return set(value) == {"secure"} or any(_has_secure(v) for v in value.values())
+        if set(value) == {"secure"}:
+            return where
+        for key, inner in value.items():
+            found = _secure_at(inner, f"{where}.{key}")
+            if found is not None:
+                return found
     if isinstance(value, list):
-        return any(_has_secure(v) for v in value)
-    return False
+        for i, inner in enumerate(value):
+            found = _secure_at(inner, f"{where}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def check_readable(stack: StackFile, project: str, secrets: Sequence[str]) -> None:
+    """StackFileError if a setting of `project` other than `secrets` is encrypted.
+
+    Offline nothing decrypts, so such a setting could only be left out, and a site without
+    it is told it lacks hub (or that hub is a placeholder), the wrong thing to fix."""
+    for key in stack.encrypted:
+        namespace, _, name = key.rpartition(":")
+        if namespace == project and name not in secrets:
+            where = _secure_at(stack.raw.get(key), name) or name
+            raise StackFileError(
+                f"{where}: is encrypted (secure:), which only the Pulumi CLI can decrypt, and "
+                f"only {' and '.join(secrets)} are secrets: set it in plain text"
+            )
 
 
 def _as_config_text(value: Any) -> str:
@@ -157,6 +188,7 @@ def load_stack_file(path: Path, project: str) -> StackFile:
             # `jupyterhub-platform:` alone would reach the program as a setting named "".
             raise StackFileError(f"{path}: config key {key!r} is not of the form namespace:name")
         full = key if ":" in key else f"{project}:{key}"
+        out.raw[full] = value
         if _has_secure(value):
             out.encrypted.append(full)
             out.secret_keys.append(full)

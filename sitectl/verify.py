@@ -38,7 +38,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sitectl.stackfile import StackFileError, check_stack_name, load_stack_file
+from sitectl.stackfile import (
+    StackFileError,
+    check_readable,
+    check_stack_name,
+    load_stack_file,
+)
 
 if TYPE_CHECKING:
     from components.config import SiteConfig
@@ -175,14 +180,21 @@ def parse_groups(option: str, values: Sequence[str]) -> list[str]:
 
 
 def load_site(stack_file: Path, project_dir: Path) -> SiteConfig:
-    from components.config import PROJECT, ConfigError, decode_config_value, parse_site_config
+    from components.config import (
+        PROJECT,
+        ConfigError,
+        SiteConfig,
+        decode_config_value,
+        parse_site_config,
+    )
 
     try:
         stack = load_stack_file(stack_file, PROJECT)
+        check_readable(stack, PROJECT, SiteConfig.SECRET_KEYS)
     except StackFileError as err:
         raise VerifyError(str(err)) from None
     prefix = f"{PROJECT}:"
-    secret_keys = {f"{prefix}{k}" for k in ("oauthClientSecret", "sshPrivateKey")}
+    secret_keys = {f"{prefix}{k}" for k in SiteConfig.SECRET_KEYS}
     raw = {
         key[len(prefix) :]: decode_config_value(value)
         for key, value in stack.config.items()

@@ -217,6 +217,12 @@ def test_encrypted_and_missing_secrets_become_placeholders(tmp_path: Path) -> No
             "config:\n  'jupyterhub-platform:': x\n",
             "config key 'jupyterhub-platform:' is not of the form namespace:name",
         ),
+        # Left out as undecryptable, it became 'hub: "offline-plan-placeholder-hub" is not a
+        # map of settings'.
+        (
+            "config:\n  jupyterhub-platform:hub:\n    oauth:\n      clientId: {secure: v1:AA}\n",
+            "error: hub.oauth.clientId: is encrypted (secure:), which only the Pulumi CLI can",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, setup: Any, message: str) -> None:

@@ -223,6 +223,14 @@ def test_bad_stack_config_exits_2_naming_the_key(
         f"error: {stack}: hub.nodePort: 80 is not in 30000-32767",
         f"error: {stack}: share.sizeGb: 0 is not in 1-1000000",
     ]
+    # An encrypted setting verify cannot read: it said "hub: is missing".
+    settings = site(**{"nodes.hosts[1].hostKey": {"secure": "v1:AAAA"}})
+    stack = write_stack(stack, settings)
+    assert main(["verify", "bad", "--stack-file", str(stack)]) == 2
+    assert capsys.readouterr().err == (
+        "error: nodes.hosts[1].hostKey: is encrypted (secure:), which only the Pulumi CLI can "
+        "decrypt, and only oauthClientSecret and sshPrivateKey are secrets: set it in plain text\n"
+    )
 
 
 def test_secrets_from_the_environment_never_shown(tmp_path: Path) -> None:
