@@ -58,6 +58,10 @@ TEMPLATE_PLACEHOLDER = "<fill in>"
 REQUIRED_SCOPES = ("openid", "profile", "email", "offline_access")
 # k3s ships (and rewrites on restart) a local-path provisioner under these names.
 K3S_RESERVED_CLASS_NAMES = frozenset({"local-path"})
+# Namespaces every cluster has: the program cannot create them (and must not own them).
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+# Helm 3 refuses a longer release name (chartutil.ValidateReleaseName).
+HELM_RELEASE_NAME_MAX = 53
 
 
 class ConfigError(pulumi.RunError):
@@ -560,7 +564,7 @@ def is_pod_id(value: Any) -> bool:
 
 class HubSettings(_Model):
     namespace: DnsLabel = Field(description="Kubernetes namespace of the hub")
-    release: DnsLabel = Field(description="Helm release name")
+    release: DnsLabel = Field(description="Helm release name (at most 53 characters)")
     chart_version: SemVer = Field(
         default=DEFAULT_CHART_VERSION,
         description="jupyterhub chart: " + ", ".join(SUPPORTED_CHARTS),
@@ -623,6 +627,28 @@ class HubSettings(_Model):
                     value,
                     "is not a numeric uid/gid (0 to 2147483647)",
                 )
+        return self
+
+    @field_validator("release")
+    @classmethod
+    def _helm_release_name(cls, value: str) -> str:
+        if len(value) > HELM_RELEASE_NAME_MAX:
+            raise ValueError(
+                f"is longer than the {HELM_RELEASE_NAME_MAX} characters Helm allows a release name"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _namespace_of_its_own(self) -> HubSettings:
+        # An adopted release keeps the namespace it runs in, whichever; a new one gets
+        # a namespace the program creates.
+        if self.namespace in SYSTEM_NAMESPACES and not self.adopt_release:
+            raise KeyedError(
+                "namespace",
+                self.namespace,
+                "is a namespace every cluster has; choose one of the hub's own (or adopt the "
+                "release that runs there: hub.adoptRelease)",
+            )
         return self
 
     @field_validator("logo")
@@ -864,6 +890,16 @@ class StorageSettings(_Model):
         "setfattr when enforceCapacity is on",
     )
 
+    @field_validator("namespace")
+    @classmethod
+    def _not_a_system_namespace(cls, value: str) -> str:
+        if value in SYSTEM_NAMESPACES:
+            raise ValueError(
+                "is a namespace every cluster has; the program creates the provisioner's "
+                "namespace: choose one of its own"
+            )
+        return value
+
     @field_validator("class_name")
     @classmethod
     def _not_k3s_name(cls, value: str) -> str:
@@ -924,6 +960,17 @@ class SiteConfig(_Model):
     @property
     def hub_url(self) -> str:
         return f"https://{self.site.hub_host}{self.hub.base_url}"
+
+    @model_validator(mode="after")
+    def _namespaces_apart(self) -> SiteConfig:
+        # Both components create their namespace: the second create would fail.
+        if self.storage.namespace == self.hub.namespace:
+            raise KeyedError(
+                "storage.namespace",
+                self.storage.namespace,
+                "is hub.namespace too; the provisioner needs a namespace of its own",
+            )
+        return self
 
     @model_validator(mode="after")
     def _chart_runs_on_the_cluster(self) -> SiteConfig:

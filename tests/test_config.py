@@ -319,6 +319,32 @@ BAD: list[tuple[str, Any, str]] = [
         "(letters, digits and '_')",
     ),
     ("nodes", "all", 'nodes: "all" is not a map of settings'),
+    # Valid names that fail `pulumi up` half way, after the share and the mounts: Helm
+    # refuses a release name over 53 characters; a namespace the cluster has already, or
+    # one used twice, cannot be created.
+    (
+        "hub.release",
+        "r" * 54,
+        f'hub.release: "{"r" * 54}" is longer than the 53 characters Helm allows a release name',
+    ),
+    (
+        "hub.namespace",
+        "kube-system",
+        'hub.namespace: "kube-system" is a namespace every cluster has; choose one of the hub\'s '
+        "own (or adopt the release that runs there: hub.adoptRelease)",
+    ),
+    (
+        "storage.namespace",
+        "default",
+        'storage.namespace: "default" is a namespace every cluster has; the program creates '
+        "the provisioner's namespace: choose one of its own",
+    ),
+    (
+        "storage.namespace",
+        "jhub-srcnet",
+        'storage.namespace: "jhub-srcnet" is hub.namespace too; the provisioner needs a '
+        "namespace of its own",
+    ),
     # The storage provisioner chowns every new volume to these ids (in a shell script):
     # refused with the settings, before the share and the node mounts are registered.
     (
