@@ -835,6 +835,21 @@ class NodesSettings(_Model):
         return self
 
     @model_validator(mode="after")
+    def _mount_keeps_the_login(self) -> NodesSettings:
+        # Mounted over the SSH user's home, the share hides its ~/.ssh/authorized_keys: the
+        # next run of the node step could not log in. (/home itself is refused as a
+        # directory that holds others.)
+        if self.mount_path == f"/home/{self.ssh_user}":
+            raise KeyedError(
+                "mountPath",
+                self.mount_path,
+                f"is the home of nodes.sshUser {self.ssh_user}: the share would hide its "
+                "~/.ssh, and the deploy could no longer log in; use a directory of its own "
+                "such as /mnt/k8s-shared",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _unique_hosts(self) -> NodesSettings:
         for attr, key in (("name", "name"), ("address", "address")):
             seen: set[str] = set()

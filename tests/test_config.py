@@ -170,6 +170,15 @@ BAD: list[tuple[str, Any, str]] = [
     ("nodes.mountPath", "/usr/local/share", f'nodes.mountPath: "/usr/local/share" {SYSTEM_DIR}'),
     ("nodes.mountPath", "/mnt", f'nodes.mountPath: "/mnt" {SYSTEM_DIR}'),
     ("nodes.mountPath", "/home", f'nodes.mountPath: "/home" {SYSTEM_DIR}'),
+    # The SSH user's home: the share would hide its ~/.ssh/authorized_keys, and the next
+    # deploy could no longer log in to any node.
+    (
+        "nodes.mountPath",
+        "/home/ubuntu",
+        'nodes.mountPath: "/home/ubuntu" is the home of nodes.sshUser ubuntu: the share would '
+        "hide its ~/.ssh, and the deploy could no longer log in; use a directory of its own "
+        "such as /mnt/k8s-shared",
+    ),
     (
         "nodes.hosts[1].address",
         "192.168.250.195; reboot",
