@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import difflib
 import json
 import os
 import re
@@ -328,6 +329,27 @@ def secrets_from_files(values: Sequence[str], project: str) -> dict[str, str]:
         full = key if ":" in key else f"{project}:{key}"
         secrets[full] = text
     return secrets
+
+
+def check_secret_keys(label: str, secrets: Mapping[str, str], project: str) -> None:
+    """PlanError for a secret given to a setting of the project that is not a secret.
+
+    Such a value lands in a plain setting, whose error line shows it (`site: "..." is not
+    a map of settings`); a misspelt secret key is told apart here too."""
+    from components.config import SiteConfig
+
+    names = SiteConfig.SECRET_KEYS
+    for key in secrets:
+        namespace, _, name = key.partition(":")
+        if namespace == project and name not in names:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+            if not close:
+                close = [n for n in names if n.lower() == name.lower()]
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise PlanError(
+                f"{label}{name}: is not a secret setting; {hint}only {' and '.join(names)} "
+                "are (the others go in the stack file); the value is not shown"
+            )
 
 
 def secret_keys_needed(config: dict[str, str], project: str) -> list[str]:
@@ -843,11 +865,14 @@ def run(args: argparse.Namespace) -> int:
         except StackFileError as err:
             raise PlanError(str(err)) from None
         project = project_name(PROJECT_DIR)
-        secrets = {
-            **secrets_from_environment(os.environ, project),
-            **secrets_from_files(args.secret_file, project),
-            **parse_secret_args(args.secret, project),
+        sources = {
+            SECRET_ENV_PREFIX: secrets_from_environment(os.environ, project),
+            "--secret-file ": secrets_from_files(args.secret_file, project),
+            "--secret ": parse_secret_args(args.secret, project),
         }
+        for label, given in sources.items():
+            check_secret_keys(label, given, project)
+        secrets = {k: v for given in sources.values() for k, v in given.items()}
         gc_tuning.tune()
         if args.no_render:
             plan = build_plan(args.site, stack_file, secrets)

@@ -265,6 +265,33 @@ def test_every_config_problem_is_an_error_line(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        # A value given as a secret was shown as the bad value of the setting it landed in.
+        (["--secret", "site=PLANTED-1"], {}, "error: --secret site: is not a secret setting"),
+        ([], {"JHP_SECRET_share": "PLANTED-2"}, "error: JHP_SECRET_share: is not a secret"),
+        (["--secret-file", "hub=KEYFILE"], {}, "error: --secret-file hub: is not a secret"),
+        (
+            ["--secret", "sshprivatekey=PLANTED-4"],
+            {},
+            "error: --secret sshprivatekey: is not a secret setting; did you mean sshPrivateKey?",
+        ),
+    ],
+)
+def test_a_secret_for_a_setting_that_is_none_is_refused_unshown(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nPLANTED-3\n")
+    args = [a.replace("KEYFILE", str(key_file)) for a in args]
+    result = plan("espsrc", "--out", str(tmp_path / "o"), *args, env={**os.environ, **env})
+    assert result.returncode == 2
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "PLANTED" not in result.stdout + result.stderr
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert plan().returncode == 2
     bad = plan("espsrc", "--secret", "novalue", "--out", str(tmp_path / "o"))
