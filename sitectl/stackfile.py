@@ -61,6 +61,20 @@ for _tag in ("binary", "timestamp", "set"):
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _unsupported_tag)
 
 
+def _construct_int(loader: yaml.constructor.SafeConstructor, node: yaml.ScalarNode) -> Any:
+    # Python reads no integer of more than 4300 digits (sys.get_int_max_str_digits):
+    # a ValueError without a line, which is no YAMLError.
+    try:
+        return loader.construct_yaml_int(node)
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None, None, "a number too long to read", node.start_mark
+        ) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
 def _construct_mapping(loader: yaml.constructor.SafeConstructor, node: yaml.Node) -> Any:
     # PyYAML keeps the last of two equal keys without a word; the YAML spec requires keys
     # to be unique. A key written twice is refused, naming both lines (a `<<` merge may

@@ -213,6 +213,7 @@ def test_encrypted_and_missing_secrets_become_placeholders(tmp_path: Path) -> No
         ("config:\n  a: 1\n  b: !!binary aGk=\n", "at line 3: 'binary' values are not"),
         ("config:\n  a: !!timestamp 2025-01-01\n", "at line 2: 'timestamp' values are not"),
         ("config:\n  a:\n    b: !!set {x, y}\n", "at line 3: 'set' values are not"),
+        (f"config:\n  a: 1\n  b: {'9' * 5000}\n", "at line 3: a number too long to read"),
         (
             "config:\n  'jupyterhub-platform:': x\n",
             "config key 'jupyterhub-platform:' is not of the form namespace:name",
