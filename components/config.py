@@ -1029,10 +1029,10 @@ def _key(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif re.search(r"\s", str(part)) or not str(part).isprintable():
+        elif re.search(r"[\s.\[\]]", str(part)) or not str(part).isprintable():
             # A key that is not a plain name (a space, a control character, an invisible or
-            # a direction-changing one) is shown quoted, so the line stays one line and
-            # says where the odd key is.
+            # a direction-changing one, a dot or bracket that would read as a path) is shown
+            # quoted, so the line stays one line and says where the odd key is.
             out += f"[{json.dumps(str(part), ensure_ascii=True)}]"
         else:
             out += f".{part}" if out else str(part)
@@ -1092,7 +1092,7 @@ def _describe(error: Any, raw: dict[str, Any]) -> str:
     if kind == "value_error" and isinstance(ctx.get("error"), KeyedError):
         keyed: KeyedError = ctx["error"]
         shown = "" if keyed.value is HIDDEN else f"{_show(keyed.value)} "
-        return f"{_key((*loc, keyed.key))}: {shown}{keyed.expected}"
+        return f"{_key((*loc, *_key_parts(keyed.key)))}: {shown}{keyed.expected}"
     if loc and loc[-1] == "[key]":
         # A bad key of a map: name the map, and show the key as the bad value.
         return f"{_key(loc[:-2])}: key {_show(loc[-2])} {ctx.get('error', error['msg'])}"
@@ -1101,6 +1101,15 @@ def _describe(error: Any, raw: dict[str, Any]) -> str:
     if kind == "missing":
         what = _description(loc)
         return f"{key}: is missing; it is required{f' ({what})' if what else ''}"
+    if kind == "extra_forbidden" and "." in str(loc[-1]):
+        # `pulumi config set hub.nodePort 1` (no --path) makes one key of the whole name.
+        spelt = (*loc[:-1], *str(loc[-1]).split("."))
+        if str(spelt[-1]) in _field_names(_model_at(spelt[:-1])):
+            dotted = ".".join(str(part) for part in spelt)
+            return (
+                f"{key}: is one key with dots in its name, not {dotted}; "
+                f"`pulumi config set --path {dotted} VALUE` sets {dotted}"
+            )
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])
         known = sorted(_field_names(parent))
@@ -1255,9 +1264,14 @@ def _loc(error: Any) -> tuple[int | str, ...]:
     loc = tuple(error["loc"])
     keyed = (error.get("ctx") or {}).get("error")
     if isinstance(keyed, KeyedError):
-        parts = re.findall(r"[^.\[\]]+|\[\d+\]", keyed.key)
-        loc += tuple(int(p[1:-1]) if p.startswith("[") else p for p in parts)
+        loc += _key_parts(keyed.key)
     return loc
+
+
+def _key_parts(key: str) -> tuple[int | str, ...]:
+    """A KeyedError's dotted key (hosts[0].hostKey) as the parts of a location."""
+    parts = re.findall(r"[^.\[\]]+|\[\d+\]", key)
+    return tuple(int(p[1:-1]) if p.startswith("[") else p for p in parts)
 
 
 def _under(loc: tuple[int | str, ...], unfilled: list[tuple[int | str, ...]]) -> bool:

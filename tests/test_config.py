@@ -446,6 +446,39 @@ def test_an_odd_unknown_key_is_shown_so_it_can_be_told_apart(key: str, shown: st
     assert result.resources == []
 
 
+@pytest.mark.parametrize(
+    ("where", "key", "line"),
+    [
+        # `pulumi config set hub.nodePort 31091` without --path makes one key of the whole
+        # name; the line said "hub.nodePort: is not a known setting", which it is.
+        (
+            (),
+            "hub.nodePort",
+            '["hub.nodePort"]: is one key with dots in its name, not hub.nodePort; '
+            "`pulumi config set --path hub.nodePort VALUE` sets hub.nodePort",
+        ),
+        (
+            ("hub",),
+            "oauth.clientId",
+            'hub["oauth.clientId"]: is one key with dots in its name, not hub.oauth.clientId; '
+            "`pulumi config set --path hub.oauth.clientId VALUE` sets hub.oauth.clientId",
+        ),
+    ],
+)
+def test_a_dotted_key_is_told_from_the_setting_it_spells(
+    where: tuple[str, ...], key: str, line: str
+) -> None:
+    settings = espsrc()
+    node = settings
+    for part in where:
+        node = node[part]
+    node[key] = "x"
+    result = run(settings)
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error) == line
+    assert result.resources == []
+
+
 @pytest.mark.parametrize("missing", ["oauthClientSecret", "sshPrivateKey"])
 def test_missing_secret_says_how_to_set_it(missing: str) -> None:
     secrets = {k: v for k, v in SECRETS.items() if k != missing}
