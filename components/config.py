@@ -15,6 +15,7 @@ import difflib
 import itertools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -1282,7 +1283,30 @@ def _stack_keys() -> dict[str, Any]:
     """Every `jupyterhub-platform:` key the stack sets, without the prefix."""
     prefix = f"{PROJECT}:"
     merged = {**get_config_env(), **_RUNTIME_CONFIG.get()}
+    misspelt = misspelt_namespaces(merged)
+    if misspelt:
+        raise ConfigError("\n".join(misspelt))
     return {k[len(prefix) :]: val for k, val in merged.items() if k.startswith(prefix)}
+
+
+def misspelt_namespaces(keys: Iterable[str]) -> list[str]:
+    """A line for each config key whose namespace is this project's misspelt.
+
+    The program reads only `jupyterhub-platform:` keys: `jupyterhub-plaform:hub` would be
+    ignored without a word, and the site told that hub is missing."""
+    lines = []
+    for key in keys:
+        namespace, colon, name = key.rpartition(":")
+        if not colon or namespace == PROJECT:
+            continue
+        if namespace.lower() == PROJECT or difflib.get_close_matches(
+            namespace, [PROJECT], cutoff=0.8
+        ):
+            lines.append(
+                f"{key}: is not read: its namespace is not {PROJECT}; "
+                f"did you mean {PROJECT}:{name}?"
+            )
+    return lines
 
 
 def decode_config_value(value: Any) -> Any:

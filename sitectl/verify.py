@@ -185,6 +185,7 @@ def load_site(stack_file: Path, project_dir: Path) -> SiteConfig:
         ConfigError,
         SiteConfig,
         decode_config_value,
+        misspelt_namespaces,
         parse_site_config,
     )
 
@@ -193,6 +194,9 @@ def load_site(stack_file: Path, project_dir: Path) -> SiteConfig:
         check_readable(stack, PROJECT, SiteConfig.SECRET_KEYS)
     except StackFileError as err:
         raise VerifyError(str(err)) from None
+    misspelt = misspelt_namespaces([*stack.config, *stack.encrypted])
+    if misspelt:
+        raise VerifyError("\n".join(f"{stack_file}: {line}" for line in misspelt))
     prefix = f"{PROJECT}:"
     secret_keys = {f"{prefix}{k}" for k in SiteConfig.SECRET_KEYS}
     raw = {

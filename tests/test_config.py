@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
@@ -476,6 +477,22 @@ def test_a_dotted_key_is_told_from_the_setting_it_spells(
     result = run(settings)
     assert isinstance(result.error, ConfigError)
     assert str(result.error) == line
+    assert result.resources == []
+
+
+@pytest.mark.parametrize("namespace", ["jupyterhub-plaform", "Jupyterhub-Platform"])
+def test_a_misspelt_namespace_is_named(namespace: str) -> None:
+    """The program reads only jupyterhub-platform:*; the line was "hub: is missing"."""
+    settings = espsrc()
+    hub = settings.pop("hub")
+    config, secret_keys = as_config(settings)
+    config[f"{namespace}:hub"] = json.dumps(hub)
+    result = run_program(config, secret_keys, stack="espsrc")
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error) == (
+        f"{namespace}:hub: is not read: its namespace is not jupyterhub-platform; "
+        "did you mean jupyterhub-platform:hub?"
+    )
     assert result.resources == []
 
 

@@ -223,6 +223,14 @@ def test_bad_stack_config_exits_2_naming_the_key(
         f"error: {stack}: hub.nodePort: 80 is not in 30000-32767",
         f"error: {stack}: share.sizeGb: 0 is not in 1-1000000",
     ]
+    # A misspelt namespace: it said "hub: is missing".
+    text = stack.read_text().replace("jupyterhub-platform:hub:", "jupyterhub-plaform:hub:")
+    stack.write_text(text)
+    assert main(["verify", "bad", "--stack-file", str(stack)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {stack}: jupyterhub-plaform:hub: is not read: its namespace is not "
+        "jupyterhub-platform; did you mean jupyterhub-platform:hub?\n"
+    )
     # An encrypted setting verify cannot read: it said "hub: is missing".
     settings = site(**{"nodes.hosts[1].hostKey": {"secure": "v1:AAAA"}})
     stack = write_stack(stack, settings)
