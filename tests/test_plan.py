@@ -673,6 +673,25 @@ def test_make_plan_exits_with_the_plans_own_code(tmp_path: Path, args: str, code
         assert done.stderr.startswith("error: ") and "Pulumi.missing.yaml" in done.stderr
 
 
+@pytest.mark.parametrize("goal", ["plan", "verify"])
+def test_make_passes_the_stack_name_as_a_value(tmp_path: Path, goal: str) -> None:
+    """STACK and POLICY_CONFIG reach the command through the environment, never the
+    recipe shell's parser (as new-site's STACK does)."""
+    pwned = tmp_path / "pwned"
+    stack = f"x;touch {pwned}"
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), goal, f"STACK={stack}",
+         f"POLICY_CONFIG=$$(touch {pwned})"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert not pwned.exists(), "a make variable reached the shell's parser"
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"error: site {stack!r}: is not a stack name"), done.stderr
+
+
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1c3RlZC1ub3QtYS1yZWFsLWtleS0wMDAwMDAw"
 
 
