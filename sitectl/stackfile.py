@@ -170,7 +170,8 @@ def _yaml_error_where(err: yaml.YAMLError) -> str:
     return f" at line {mark.line + 1}: {problem}" if mark is not None else f": {problem}"
 
 
-def load_stack_file(path: Path, project: str) -> StackFile:
+def _config_section(path: Path) -> dict[Any, Any]:
+    """The stack file's `config:` map, or StackFileError saying what is wrong, where."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
@@ -189,12 +190,22 @@ def load_stack_file(path: Path, project: str) -> StackFile:
         doc = {}
     if not isinstance(doc, dict):
         raise StackFileError(f"{path}: is not a map with a `config:` section")
+    if "config" not in doc:
+        # A namespace:key at the top: the settings lost their `config:` line.
+        stray = next((k for k in doc if isinstance(k, str) and ":" in k), None)
+        if stray is not None:
+            raise StackFileError(
+                f"{path}: {stray}: is at the top level; settings go under `config:`"
+            )
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise StackFileError(f"{path}: `config:` is not a map of keys to values")
+    return config
 
+
+def load_stack_file(path: Path, project: str) -> StackFile:
     out = StackFile(path=path)
-    for key, value in config.items():
+    for key, value in _config_section(path).items():
         if not isinstance(key, str) or not key:
             raise StackFileError(f"{path}: config key {key!r} is not a string")
         namespace, colon, name = key.rpartition(":")

@@ -214,6 +214,12 @@ def test_encrypted_and_missing_secrets_become_placeholders(tmp_path: Path) -> No
         ("config:\n  a: !!timestamp 2025-01-01\n", "at line 2: 'timestamp' values are not"),
         ("config:\n  a:\n    b: !!set {x, y}\n", "at line 3: 'set' values are not"),
         (f"config:\n  a: 1\n  b: {'9' * 5000}\n", "at line 3: a number too long to read"),
+        # The settings without their `config:` line: four lines of "is missing" said nothing
+        # of where they had gone.
+        (
+            "jupyterhub-platform:site:\n  name: x\njupyterhub-platform:hub: {}\n",
+            "jupyterhub-platform:site: is at the top level; settings go under `config:`",
+        ),
         (
             "config:\n  'jupyterhub-platform:': x\n",
             "config key 'jupyterhub-platform:' is not of the form namespace:name",
