@@ -203,9 +203,32 @@ def _config_section(path: Path) -> dict[Any, Any]:
     return config
 
 
+# More values than any site has (a thousand nodes are some ten thousand): what YAML
+# aliases of aliases expand to when written out as JSON text, exponentially.
+MAX_VALUES = 1_000_000
+
+
+def _count_values(value: Any, budget: int) -> int:
+    """How many values `value` holds, counting aliases as often as they occur; stops
+    counting (returns more than `budget`) once past the budget."""
+    count, stack = 0, [value]
+    while stack and count <= budget:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
 def load_stack_file(path: Path, project: str) -> StackFile:
     out = StackFile(path=path)
     for key, value in _config_section(path).items():
+        if _count_values(value, MAX_VALUES) > MAX_VALUES:
+            raise StackFileError(
+                f"{path}: {key}: expands to more than {MAX_VALUES} values (YAML aliases?)"
+            )
         if not isinstance(key, str) or not key:
             raise StackFileError(f"{path}: config key {key!r} is not a string")
         namespace, colon, name = key.rpartition(":")

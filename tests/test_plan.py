@@ -214,6 +214,16 @@ def test_encrypted_and_missing_secrets_become_placeholders(tmp_path: Path) -> No
         ("config:\n  a: !!timestamp 2025-01-01\n", "at line 2: 'timestamp' values are not"),
         ("config:\n  a:\n    b: !!set {x, y}\n", "at line 3: 'set' values are not"),
         (f"config:\n  a: 1\n  b: {'9' * 5000}\n", "at line 3: a number too long to read"),
+        # Nine aliases of nine aliases...: a few lines that expand to 9**9 values, which
+        # json.dumps wrote out until memory ran out.
+        (
+            "config:\n  x:a:\n    a: &a [1,1,1,1,1,1,1,1,1]\n"
+            + "".join(
+                f"    {c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
+                for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+            ),
+            "x:a: expands to more than 1000000 values (YAML aliases?)",
+        ),
         # The settings without their `config:` line: four lines of "is missing" said nothing
         # of where they had gone.
         (
