@@ -387,8 +387,15 @@ def _profile(override: dict[str, Any]) -> dict[str, Any]:
 BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
     ("cpu-limit-0", {"singleuser": {"cpu": {"limit": 0, "guarantee": 0}}},
      "singleuser-resources", "singleuser.cpu.limit is 0: KubeSpawner sets no limit"),
-    ("memory-limit-0", {"singleuser": {"memory": {"limit": "0", "guarantee": "0"}}},
-     "singleuser-resources", "singleuser.memory.limit is '0': KubeSpawner sets no limit"),
+    ("memory-limit-0", {"singleuser": {"memory": {"limit": 0, "guarantee": 0}}},
+     "singleuser-resources", "singleuser.memory.limit is 0: KubeSpawner sets no limit"),
+    # Kubernetes' suffixes, which KubeSpawner refuses: the hub would not start.
+    ("memory-binary-suffix", {"singleuser": {"memory": {"limit": "2Gi", "guarantee": "1Gi"}}},
+     "singleuser-resources",
+     "singleuser.memory limit '2Gi' / guarantee '1Gi': each must be a memory size KubeSpawner"),
+    ("profile-memory-binary-suffix", _profile({"mem_limit": "1Gi"}),
+     "resources-within-site-limits",
+     "singleuser.profileList[0].kubespawner_override.mem_limit is '1Gi', not a memory size"),
     ("limit-raised", {"singleuser": {"cpu": {"limit": 64}}}, "resources-within-site-limits",
      "singleuser.cpu.limit is 64, above the largest cpu limit the site configures (0.5 CPUs)"),
     # (a null never reaches Helm: Pulumi drops None from the values it sends)
@@ -398,7 +405,7 @@ BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
      "singleuser.profileList[0].kubespawner_override.mem_limit is 0: it removes"),
     ("profile-raises-limit", _profile({"mem_limit": "64G"}), "resources-within-site-limits",
      "singleuser.profileList[0].kubespawner_override.mem_limit is '64G', above the largest "
-     "memory limit the site configures (1e+09 bytes)"),
+     "memory limit the site configures (1073741824 bytes)"),
     ("profile-option-raises",
      {"singleuser": {"profileList": [{"display_name": "x", "profile_options": {"size": {
          "display_name": "Size",
@@ -1056,6 +1063,8 @@ def test_policy_pack_agrees_with_the_program() -> None:
     assert rules.SETTINGS_KEY == jupyterhub.SETTINGS_KEY
     for value in ("1G", "1Gi", "512Mi", "0.5", "100m", "2T"):
         assert rules.quantity(value) == validators.quantity_bytes(value), value
+    for value in ("1G", "512M", "0.5G", "2T", "64K", ".5G"):
+        assert rules.memory_bytes(value) == validators.memory_bytes(value), value
 
 
 def test_violations_do_not_depend_on_the_order_resources_registered_in() -> None:
