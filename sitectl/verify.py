@@ -263,6 +263,7 @@ def run_checks(
     emit: Callable[[Result], None],
 ) -> list[Result]:
     from sitectl import verify_checks as vc
+    from sitectl.probe import redact
 
     results: list[Result] = []
     for group in groups:
@@ -278,7 +279,8 @@ def run_checks(
             except CheckFailed as failure:
                 result = Result(group, name, "FAIL", str(failure), failure.advice)
             except Exception as err:  # a check's own bug must not stop the others
-                reason = " ".join(str(err).split())[:200]
+                # Redacted before the cut, which could leave a part no scrub recognises.
+                reason = " ".join(redact(str(err), inputs.secrets()).split())[:200]
                 result = Result(
                     group, name, "FAIL", f"the check broke: {type(err).__name__} {reason}"
                 )
