@@ -1018,3 +1018,16 @@ def test_a_private_fstab_stays_private(box: Sandbox) -> None:
     assert fstab_lines_for(box, settings.mount_path) == []
     assert stat.S_IMODE(box.etc("fstab").stat().st_mode) == 0o600
     assert "PLANTED-pw" in box.etc("fstab").read_text()
+
+
+@requires_sandbox
+def test_a_private_ceph_directory_stays_private(box: Sandbox) -> None:
+    """An /etc/ceph an administrator closed (0750: it holds a keyring written 0644 by hand)
+    stays closed: the mount step creates the directory when missing, never opens it."""
+    settings = settings_for(box)
+    box.write_etc("ceph/ceph.client.backup.keyring", "[client.backup]\n\tkey = PLANTED\n")
+    box.etc("ceph").chmod(0o750)
+    result = create(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert box.etc(SECRET).read_text() == KEY + "\n"
+    assert stat.S_IMODE(box.etc("ceph").stat().st_mode) == 0o750

@@ -319,7 +319,9 @@ if [[ -d $MOUNT_PATH && -z $(mounted_here) ]]; then
 fi
 
 # --- client and credentials -------------------------------------------------------
-install -d -m 0755 "$CEPH_DIR"
+# Made when missing, never opened up: an administrator may have closed it (0750) over
+# keyrings written world-readable by hand.
+[[ -d $CEPH_DIR ]] || install -d -m 0755 "$CEPH_DIR"
 if [[ $ENFORCE_CAPACITY == yes ]]; then
     ensure_command setfattr attr
     ensure_command getfattr attr
