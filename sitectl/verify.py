@@ -234,8 +234,10 @@ def read_ssh_key(path: Path | None) -> tuple[str | None, str]:
     if path is not None:
         try:
             return path.read_text(), f"SSH key from {path}"
-        except OSError as err:
-            raise VerifyError(f"--ssh-key-file {path}: cannot be read ({err.strerror})") from None
+        except (OSError, UnicodeDecodeError) as err:
+            # Not the decoder's message: it quotes bytes of the key.
+            reason = err.strerror if isinstance(err, OSError) else "not text"
+            raise VerifyError(f"--ssh-key-file {path}: cannot be read ({reason})") from None
     value = os.environ.get(SSH_KEY_ENV)
     if value:
         return value, f"SSH key from ${SSH_KEY_ENV}"

@@ -224,6 +224,17 @@ def test_secrets_from_the_environment_never_shown(tmp_path: Path) -> None:
     assert results["spawn, use, stop"]["status"] == "FAIL"
 
 
+def test_an_ssh_key_file_that_is_not_text_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"\xff\xfe-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    assert main(["verify", "espsrc", "--ssh-key-file", str(key), "--only", "node-mounts"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"error: --ssh-key-file {key}: cannot be read (not text)\n"
+
+
 def test_discovery_candidates_cover_iam_and_keycloak() -> None:
     assert discovery_candidates("https://ska-iam.stfc.ac.uk/authorize", None) == [
         "https://ska-iam.stfc.ac.uk/.well-known/openid-configuration"
