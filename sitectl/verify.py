@@ -234,8 +234,10 @@ def read_ssh_key(path: Path | None) -> tuple[str | None, str]:
     if path is not None:
         try:
             return path.read_text(), f"SSH key from {path}"
-        except OSError as err:
-            raise VerifyError(f"--ssh-key-file {path}: cannot be read ({err.strerror})") from None
+        except (OSError, UnicodeDecodeError) as err:
+            # Not the decoder's message: it quotes bytes of the key.
+            reason = err.strerror if isinstance(err, OSError) else "not text"
+            raise VerifyError(f"--ssh-key-file {path}: cannot be read ({reason})") from None
     value = os.environ.get(SSH_KEY_ENV)
     if value:
         return value, f"SSH key from ${SSH_KEY_ENV}"
@@ -263,6 +265,7 @@ def run_checks(
     emit: Callable[[Result], None],
 ) -> list[Result]:
     from sitectl import verify_checks as vc
+    from sitectl.probe import redact
 
     results: list[Result] = []
     for group in groups:
@@ -278,7 +281,8 @@ def run_checks(
             except CheckFailed as failure:
                 result = Result(group, name, "FAIL", str(failure), failure.advice)
             except Exception as err:  # a check's own bug must not stop the others
-                reason = " ".join(str(err).split())[:200]
+                # Redacted before the cut, which could leave a part no scrub recognises.
+                reason = " ".join(redact(str(err), inputs.secrets()).split())[:200]
                 result = Result(
                     group, name, "FAIL", f"the check broke: {type(err).__name__} {reason}"
                 )

@@ -752,6 +752,23 @@ def test_bad_policy_config_is_one_line(config: dict[str, Any], message: str) -> 
     assert str(err.value).startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("known", "message"),
+    [
+        ("PLANTED-known-3f9a", "knownSecrets: is not of type 'array'"),
+        (["ok-value-1", {"v": "PLANTED-known-3f9a"}], "knownSecrets[1]: is not of type 'string'"),
+        (["ok-value-1", 7, "PLANTED-known-3f9a"], "knownSecrets[1]: is not of type 'string'"),
+    ],
+)
+def test_bad_known_secrets_are_not_shown(known: Any, message: str) -> None:
+    """knownSecrets holds secrets: its one line says what is wrong and where, not the value."""
+    with pytest.raises(PolicyConfigError) as err:
+        check(run(), {"no-secrets-in-commands": {"knownSecrets": known}})
+    assert str(err.value).startswith(f"policy config no-secrets-in-commands.{message}")
+    assert "PLANTED" not in str(err.value) and "ok-value-1" not in str(err.value)
+    assert "7" not in str(err.value)
+
+
 def test_all_key_sets_every_level() -> None:
     report = check(run(site(**{"storage.reclaimPolicy": "Delete"})), {"all": "advisory"})
     assert report.violations and report.mandatory == []

@@ -224,6 +224,17 @@ def test_secrets_from_the_environment_never_shown(tmp_path: Path) -> None:
     assert results["spawn, use, stop"]["status"] == "FAIL"
 
 
+def test_an_ssh_key_file_that_is_not_text_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"\xff\xfe-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    assert main(["verify", "espsrc", "--ssh-key-file", str(key), "--only", "node-mounts"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"error: --ssh-key-file {key}: cannot be read (not text)\n"
+
+
 def test_discovery_candidates_cover_iam_and_keycloak() -> None:
     assert discovery_candidates("https://ska-iam.stfc.ac.uk/authorize", None) == [
         "https://ska-iam.stfc.ac.uk/.well-known/openid-configuration"
@@ -244,3 +255,86 @@ def test_resolve_takes_ipv4_and_ipv6() -> None:
     }
     with pytest.raises(VerifyError):
         parse_resolve(["hub.example.org:2001:db8::1"])
+
+
+# -- a hub that echoes the request's credentials ------------------------------------------
+ECHO_TOKEN = "c0ffee" * 10 + "d00d"
+# Where verify cuts a body it quotes: the token is echoed so that the cut falls at each
+# place inside it (and just before and after).
+BODY_LIMIT = 200
+
+
+class _EchoingHub:
+    """A hub on 127.0.0.1 that answers the health check's calls with bodies echoing its
+    Authorization header: `where` says which answer (the user's record, or the spawn's
+    progress stream), `pad` how much text comes before the header."""
+
+    def __init__(self, where: str) -> None:
+        import http.server
+        import threading
+
+        self.pad = 0
+        hub = self
+
+        def echo(handler: http.server.BaseHTTPRequestHandler) -> bytes:
+            return ("x" * hub.pad + handler.headers.get("Authorization", "")).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path.endswith("/server/progress") or where == "user":
+                    self._answer(403, echo(self))
+                else:
+                    self._answer(200, b'{"name": "platform-health-check", "servers": {}}')
+
+            def do_POST(self) -> None:
+                self._answer(202, b"")
+
+            def do_DELETE(self) -> None:
+                self._answer(204, b"")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("where", ["user", "progress"])
+def test_an_echoed_token_is_never_shown_even_in_part(where: str) -> None:
+    """A body quoted in a failure is cut short; the token must be replaced before the cut,
+    or the cut leaves a part of it that the last guard no longer recognises."""
+    from sitectl.probe import Client
+    from sitectl.verify import Inputs, load_site, run_checks
+
+    site = load_site(ROOT / "Pulumi.espsrc.yaml", ROOT)
+    hub = _EchoingHub(where)
+    inputs = Inputs(
+        stack="espsrc",
+        site=site,
+        outputs={"hub_url": hub.url},
+        outputs_note="test",
+        client=Client(),
+        token=ECHO_TOKEN,
+    )
+    try:
+        # How much comes before the header: the cut falls at every place in the token.
+        for pad in range(BODY_LIMIT - len("token ") - len(ECHO_TOKEN) - 2, BODY_LIMIT + 2):
+            hub.pad = pad
+            [result] = run_checks(inputs, ["session"], lambda _: None, lambda _: None)
+            assert result.status == "FAIL"
+            shown = result.detail + result.advice
+            assert "x" * 20 in shown, f"the body is not quoted: {shown}"
+            assert ECHO_TOKEN[:4] not in shown, f"part of the token shown (pad {pad}): {shown}"
+    finally:
+        hub.close()

@@ -319,7 +319,9 @@ if [[ -d $MOUNT_PATH && -z $(mounted_here) ]]; then
 fi
 
 # --- client and credentials -------------------------------------------------------
-install -d -m 0755 "$CEPH_DIR"
+# Made when missing, never opened up: an administrator may have closed it (0750) over
+# keyrings written world-readable by hand.
+[[ -d $CEPH_DIR ]] || install -d -m 0755 "$CEPH_DIR"
 if [[ $ENFORCE_CAPACITY == yes ]]; then
     ensure_command setfattr attr
     ensure_command getfattr attr
@@ -423,7 +425,11 @@ keep_changes
 chown 0:0 "$MOUNT_PATH"
 chmod 0700 "$MOUNT_PATH"
 
-if put_file "$FSTAB" 0644 "$new_fstab"; then
+# fstab keeps its mode: an administrator may have made it 0600 for another mount's
+# credentials, which a rewrite must not make readable to every local user.
+fstab_mode=644
+[[ ! -f $FSTAB ]] || fstab_mode=$(mode_of "$FSTAB")
+if put_file "$FSTAB" "$fstab_mode" "$new_fstab"; then
     fstab_state="fstab updated"
 else
     fstab_state="fstab unchanged"
