@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -230,6 +231,20 @@ def load_outputs(path: Path | None, stack: str) -> tuple[dict[str, Any], str]:
     return (data if isinstance(data, dict) else {}), f"outputs of stack {stack} (Pulumi CLI)"
 
 
+def check_outputs_are_this_sites(outputs: dict[str, Any], site: SiteConfig, source: str) -> None:
+    """The checks, the session's token among them, go to the hub_url output: outputs of
+    another stack, or an http:// URL, would send the token elsewhere or in the clear."""
+    url = outputs.get("hub_url")
+    if not isinstance(url, str) or not url or url == SECRET_MARK:
+        return
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" or parts.hostname != site.site.hub_host:
+        raise VerifyError(
+            f"{source}: hub_url {url!r} is not on https://{site.site.hub_host}/ as the stack "
+            "file says (outputs of another stack?); verify sends the health-check token there"
+        )
+
+
 def read_ssh_key(path: Path | None) -> tuple[str | None, str]:
     if path is not None:
         try:
@@ -375,6 +390,11 @@ def run(args: argparse.Namespace) -> int:
             raise VerifyError("--timeout and --spawn-timeout: expected a positive number")
         site = load_site(stack_file, PROJECT_DIR)
         outputs, outputs_note = load_outputs(args.outputs, args.site)
+        check_outputs_are_this_sites(
+            outputs,
+            site,
+            f"--outputs {args.outputs}" if args.outputs else f"the outputs of stack {args.site}",
+        )
         ssh_key, ssh_note = read_ssh_key(args.ssh_key_file)
         try:
             client = Client(resolve=resolve, ca_file=str(args.ca_file) if args.ca_file else None)

@@ -173,6 +173,26 @@ def test_outputs_file_missing_a_key_exits_2(
     )
 
 
+@pytest.mark.parametrize(
+    "hub_url", ["https://notebook.other-site.example/", f"http://{HOST}/", "https://127.0.0.1/"]
+)
+def test_outputs_of_another_site_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], hub_url: str
+) -> None:
+    """The session check sends the token to hub_url: never to another host, nor in clear."""
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({
+        "hub_url": hub_url, "oauth_callback_url": f"{hub_url}hub/oauth_callback",
+        "share_export_path": "m:6789:/volumes/x", "storage_class": "s",
+        "health_check_token": "a-token-for-another-site",
+    }))  # fmt: skip
+    assert main(["verify", "espsrc", "--outputs", str(outputs), "--only", "session"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --outputs {outputs}: hub_url '{hub_url}' is not on https://{HOST}/ as the "
+        "stack file says (outputs of another stack?); verify sends the health-check token there\n"
+    )
+
+
 def test_bad_stack_config_exits_2_naming_the_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
