@@ -160,6 +160,25 @@ def test_callback_fires(callback: str, expected: str) -> None:
     assert any(expected in m for m in messages), messages
 
 
+def test_callback_without_the_hub_url_cannot_be_compared() -> None:
+    """A hub the program did not make (no hub-url annotation on its namespace): the rule
+    says it cannot compare, rather than passing a callback it never checked."""
+
+    def program() -> None:
+        oauth = {"oauth_callback_url": "https://notebook.example.org/hub/oauth_callback"}
+        k8s.helm.v3.Release(
+            "hub",
+            chart="jupyterhub",
+            namespace="jhub",
+            values={"hub": {"config": {"GenericOAuthenticator": oauth}}},
+        )
+
+    assert fired(check(custom(program)), "oauth-callback-matches-hub-url") == [
+        "The hub namespace has no jupyterhub-platform/hub-url annotation, so the callback URL "
+        "cannot be compared with the hub URL."
+    ]
+
+
 def test_callback_quiet(espsrc_report: PolicyReport) -> None:
     assert fired(espsrc_report, "oauth-callback-matches-hub-url") == []
     assert (
@@ -234,11 +253,15 @@ def test_node_port_quiet(espsrc_report: PolicyReport) -> None:
             "curl -u admin:planted-known-secret https://x",
             "the value of one of the stack's secret config keys",
         ),
+        # The environment is logged and kept in state as the command line is.
+        ("environment.CEPH_SECRET", fake_cephx_key("env"), "a cephx key"),
     ],
 )
 def test_no_secrets_in_commands_fires(field: str, text: str, kind: str) -> None:
     def program() -> None:
         steps: dict[str, Any] = {field: text}
+        if field.startswith("environment."):
+            steps = {"create": "true", "environment": {field.split(".", 1)[1]: text}}
         command.remote.Command("leaky", connection=command.remote.ConnectionArgs(host="n"), **steps)
 
     report = check(
@@ -414,6 +437,22 @@ BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
      "resources-within-site-limits",
      "singleuser.profileList[0].profile_options.size.choices.xl.kubespawner_override.cpu_limit "
      "is 32, above"),
+    ("unlisted-choice-raises",
+     {"singleuser": {"profileList": [{"display_name": "x", "profile_options": {"image": {
+         "display_name": "Image",
+         "unlisted_choice": {"enabled": True, "kubespawner_override": {"mem_limit": "64G"}},
+     }}}]}},
+     "resources-within-site-limits",
+     "singleuser.profileList[0].profile_options.image.unlisted_choice.kubespawner_override."
+     "mem_limit is '64G', above"),
+    ("profile-limit-not-a-quantity", _profile({"mem_limit": "lots"}),
+     "resources-within-site-limits",
+     "singleuser.profileList[0].kubespawner_override.mem_limit is 'lots', not a memory size "
+     "KubeSpawner takes"),
+    ("limit-not-a-quantity", {"singleuser": {"memory": {"limit": "lots"}}},
+     "singleuser-resources",
+     "singleuser.memory limit 'lots' / guarantee '1G': each must be a memory size KubeSpawner "
+     "takes"),
     ("extra-config", {"hub": {"extraConfig": {"admins": "c.Authenticator.admin_users = {'eve'}"}}},
      "no-hub-code-from-extra-values", "hub.extraValues sets hub.extraConfig, which is Python"),
     ("existing-secret", {"hub": {"existingSecret": "my-hub-secret"}},
@@ -424,6 +463,8 @@ BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
      "network-policies-enabled", "singleuser.networkPolicy.enabled is false"),
     ("hub-netpol-off", {"hub": {"networkPolicy": {"enabled": False}}},
      "network-policies-enabled", "hub.networkPolicy.enabled is false"),
+    ("proxy-netpol-off", {"proxy": {"chp": {"networkPolicy": {"enabled": False}}}},
+     "network-policies-enabled", "proxy.chp.networkPolicy.enabled is false"),
     ("metadata-open",
      {"singleuser": {"cloudMetadata": {"blockWithIptables": False},
                      "networkPolicy": {"egressAllowRules": {"cloudMetadataServer": True}}}},
@@ -435,6 +476,9 @@ BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
     ("host-network", {"singleuser": {"extraPodConfig": {"hostNetwork": True}}},
      "user-pods-confined", "singleuser.extraPodConfig.hostNetwork is true: a user's server "
      "shares the node's network"),
+    ("host-ipc", {"singleuser": {"extraPodConfig": {"hostIPC": True}}},
+     "user-pods-confined", "singleuser.extraPodConfig.hostIPC is true: a user's server "
+     "shares the node's IPC"),
     ("host-pid-in-profile", _profile({"extra_pod_config": {"hostPID": True}}),
      "user-pods-confined",
      "singleuser.profileList[0].kubespawner_override.extra_pod_config.hostPID is true"),
