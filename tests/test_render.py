@@ -112,6 +112,12 @@ def test_every_value_reaches_the_effective_values(stack_plan: Plan) -> None:
         "hub.config.GenericOAuthenticator.scope",
         "singleuser.storage.capacity",
     ]
+    # A null removes a chart default: a default still there did not arrive either.
+    removing = copy.deepcopy(values)
+    removing["singleuser"]["storage"]["capacity"] = None
+    (problem,) = values_reach_the_chart(removing, effective)
+    capacity = json.dumps(effective["singleuser"]["storage"]["capacity"])
+    assert problem.message == f"singleuser.storage.capacity: set to null, the chart has {capacity}"
 
 
 def _chart_file(tmp_path: Path, plan: Plan, kind: str) -> list[dict[str, Any]]:
@@ -246,6 +252,19 @@ CHECK_FAILURES = {
         "logo-mounted",
         None,
         "no hub container mounts the site's logo at /usr/local/etc/jupyterhub/site-logo.png",
+    ),
+    "user-storage-none": (
+        {"singleuser": {"storage": {"type": "none"}}},
+        "stack-storage-classes",
+        None,
+        "singleuser.storage.type is \"none\": users' volumes would not come from the stack's",
+    ),
+    "logo-file-elsewhere": (
+        {"hub": {"config": {"JupyterHub": {"logo_file": "/srv/other.png"}}}},
+        "logo-mounted",
+        None,
+        'hub.config.JupyterHub.logo_file is "/srv/other.png", not '
+        "/usr/local/etc/jupyterhub/site-logo.png",
     ),
     "latest-image": (
         {"proxy": {"chp": {"image": {"tag": "latest"}}}},
