@@ -231,8 +231,8 @@ def test_share_protected_quiet(espsrc_report: PolicyReport) -> None:
     assert fired(espsrc_report, "share-protected") == []
 
 
-@pytest.mark.parametrize("port", [80, None])
-def test_node_port_fires(port: int | None) -> None:
+@pytest.mark.parametrize("port", [80, None, 31090.5])
+def test_node_port_fires(port: float | None) -> None:
     values = {"proxy": {"service": {"nodePorts": {"http": port}}}}
     messages = fired(check(extra_values(values)), "node-port-in-range")
     assert messages and f"proxy.service.nodePorts.http is {port!r}" in messages[0]
@@ -240,6 +240,16 @@ def test_node_port_fires(port: int | None) -> None:
 
 def test_node_port_quiet(espsrc_report: PolicyReport) -> None:
     assert fired(espsrc_report, "node-port-in-range") == []
+    # The engine hands numbers over as JSON doubles: 31090 may arrive as 31090.0.
+    as_double = {"proxy": {"service": {"nodePorts": {"http": 31090.0}}}}
+    assert fired(check(extra_values(as_double)), "node-port-in-range") == []
+
+
+def test_numbers_are_shown_as_the_operator_wrote_them() -> None:
+    """In a real preview a limit of 0 arrives as 0.0; the message says 0, as written."""
+    from policy.rules import shown
+
+    assert [shown(0.0), shown(64.0), shown(0.5), shown("0")] == ["0", "64", "0.5", "'0'"]
 
 
 @pytest.mark.parametrize(
