@@ -48,6 +48,17 @@ def custom(program: Callable[[], None]) -> ProgramRun:
     return run_program({}, [], program=program)
 
 
+def test_another_charts_release_is_not_judged_as_a_hub() -> None:
+    """A stack may install other charts; the hub rules read jupyterhub releases only."""
+
+    def program() -> None:
+        k8s.helm.v3.Release("certs", chart="cert-manager", namespace="certs", values={})
+
+    report = check(custom(program))
+    assert report.violations == []
+    assert report.not_run == []
+
+
 def test_espsrc_has_no_mandatory_violation(espsrc_report: PolicyReport) -> None:
     assert espsrc_report.mandatory == []
     assert len(espsrc_report.ran) == len(POLICIES)
