@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from components.config import ConfigError
 from components.jupyterhub import HUB_URL_ANNOTATION
 from policy.chart_versions import SUPPORTED_CHARTS
 from sitectl.mockrun import ProgramRun, Secret, reveal
@@ -385,7 +386,9 @@ def test_allow_all_next_to_groups_would_admit_anyone() -> None:
     """Why the program refuses allowAll with allowedGroups: oauthenticator's allow_all wins.
     The config the refusal leads to (allowAll removed) admits members only."""
     groups = {"hub.oauth.allowedGroups": ["science"], "hub.oauth.claimGroupsKey": "groups"}
-    assert run(site(**groups)).error is not None, "the program refuses the combination"
+    refused = run(site(**groups))
+    assert isinstance(refused.error, ConfigError), "the program refuses the combination"
+    assert str(refused.error).startswith("hub.oauth.allowAll: true admits every account")
     restricted = values_of(run(site(**groups, **{"hub.oauth.allowAll": DELETE})).ok())
     assert _admitted(restricted, ["science"], ["other"]) == [True, False]
     # What de39cf7 deployed for that config: everyone in.
@@ -431,8 +434,12 @@ def test_profile_text_reaches_the_spawn_page_as_text(tmp_path: Path) -> None:
     assert form.texts["p"] == ["A Python environment.", description]
     assert form.tags == form_of(site()).tags, "the text added no element to the page"
     for markup in ("<script>alert(1)</script>", 'x <img src=x onerror="alert(1)">'):
-        assert run(site(**{"hub.profiles[1].displayName": markup})).error is not None
-        assert run(site(**{"hub.profiles[1].description": markup})).error is not None
+        for key in ("hub.profiles[1].displayName", "hub.profiles[1].description"):
+            refused = run(site(**{key: markup}))
+            # Refused as bad config, in the line naming the key: not a crash.
+            assert isinstance(refused.error, ConfigError), (key, refused.error)
+            assert str(refused.error).startswith(f"{key}: "), str(refused.error)
+            assert refused.resources == [], key
 
 
 def test_namespace_carries_the_sites_resource_ceiling() -> None:

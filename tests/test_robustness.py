@@ -416,4 +416,6 @@ def test_sandbox_scripts_never_echo_the_key(box: Sandbox) -> None:
     )  # fmt: skip
     for script in (settings_.create_script(), settings_.delete_script()):
         result = box.run(remote_command(script, "root"), stdin=KEY + "\n")
+        # A script that stopped early would print no key either: both must have run.
+        assert result.returncode == 0, result.stderr
         assert KEY not in result.stdout + result.stderr

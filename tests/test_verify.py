@@ -9,30 +9,20 @@ with nothing listening fails every check that can run, quickly, one line per che
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from sitectl.__main__ import main
 from sitectl.verify import VerifyError, parse_resolve
 from sitectl.verify_checks import discovery_candidates
 from tests.login.processes import free_port, port_is_free
 from tests.sites import ROOT, espsrc, site
+from tests.verify_runner import run_verify, verify_env, write_stack
 
 HOST = "notebook.espsrc.iaa.csic.es"
-
-
-def write_stack(path: Path, settings: dict[str, Any]) -> Path:
-    path.write_text(
-        yaml.safe_dump({"config": {f"jupyterhub-platform:{k}": v for k, v in settings.items()}})
-    )
-    return path
 
 
 def unreachable_espsrc(tmp_path: Path) -> Path:
@@ -57,33 +47,16 @@ def unreachable_espsrc(tmp_path: Path) -> Path:
     )
 
 
-def sitectl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("JHP_")}
-    # No Pulumi CLI is asked: the tests pass --outputs, or want none.
-    clean["PATH"] = os.path.dirname(sys.executable) + ":/usr/bin:/bin"
-    return subprocess.run(
-        [sys.executable, "-m", "sitectl", "verify", *args],
-        cwd=ROOT,
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_unreachable_site_fails_fast_one_line_per_check(tmp_path: Path) -> None:
     """The acceptance case, through make as the operator runs it."""
     stack = unreachable_espsrc(tmp_path)
     report = tmp_path / "report.json"
     args = f"--stack-file {stack} --resolve {HOST}:127.0.0.1 --json {report}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JHP_")}
-    env["PATH"] = os.path.dirname(sys.executable) + ":/usr/bin:/bin"
     started = time.monotonic()
     proc = subprocess.run(
         ["make", "-s", "verify", "STACK=espsrc", f"ARGS={args}"],
         cwd=ROOT,
-        env=env,
+        env=verify_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -126,7 +99,7 @@ def test_unreachable_site_fails_fast_one_line_per_check(tmp_path: Path) -> None:
 
 
 def test_dependent_checks_are_skipped_when_discovery_fails(tmp_path: Path) -> None:
-    proc = sitectl(
+    proc, _ = run_verify(
         "espsrc", "--stack-file", str(unreachable_espsrc(tmp_path)), "--only", "identity-provider"
     )
     assert proc.returncode == 1
@@ -218,8 +191,7 @@ def test_secrets_from_the_environment_never_shown(tmp_path: Path) -> None:
             }
         )
     )
-    report = tmp_path / "r.json"
-    proc = sitectl(
+    proc, report = run_verify(
         "espsrc",
         "--stack-file",
         str(unreachable_espsrc(tmp_path)),
@@ -230,14 +202,13 @@ def test_secrets_from_the_environment_never_shown(tmp_path: Path) -> None:
         "--spawn",
         "--only",
         "session,node-mounts",
-        "--json",
-        str(report),
         env={"JHP_VERIFY_TOKEN": token, "JHP_SECRET_sshPrivateKey": key},
+        report=tmp_path / "r.json",
+        hidden=(token, "c2VjcmV0LWtleS1vZi10ZXN0cw"),
     )
     assert proc.returncode == 1
-    shown = proc.stdout + proc.stderr + report.read_text()
-    assert token not in shown and "c2VjcmV0LWtleS1vZi10ZXN0cw" not in shown
-    results = {r["name"]: r for r in json.loads(report.read_text())["results"]}
+    assert report is not None
+    results = {r["name"]: r for r in report["results"]}
     # espsrc pins no host keys: no key is sent to an unpinned host.
     assert results["share k8s-master-0"]["status"] == "skipped"
     assert "hostKey is not set" in results["share k8s-master-0"]["detail"]
