@@ -1021,6 +1021,19 @@ def test_a_private_fstab_stays_private(box: Sandbox) -> None:
 
 
 @requires_sandbox
+def test_a_private_dropin_directory_stays_private(box: Sandbox) -> None:
+    """k3s's drop-in directory, closed by an administrator (0700: a drop-in of theirs may
+    hold a token in an Environment= line), stays closed when the guard goes in beside it."""
+    box.write_etc("systemd/system/k3s.service", "[Service]\n")
+    box.write_etc("systemd/system/k3s.service.d/10-site.conf", "[Service]\nEnvironment=T=x\n")
+    box.etc("systemd/system/k3s.service.d").chmod(0o700)
+    result = create(box, settings_for(box))
+    assert result.returncode == 0, result.stderr
+    assert box.etc("systemd/system/k3s.service.d/50-jupyterhub-platform-share.conf").is_file()
+    assert stat.S_IMODE(box.etc("systemd/system/k3s.service.d").stat().st_mode) == 0o700
+
+
+@requires_sandbox
 def test_a_private_ceph_directory_stays_private(box: Sandbox) -> None:
     """An /etc/ceph an administrator closed (0750: it holds a keyring written 0644 by hand)
     stays closed: the mount step creates the directory when missing, never opens it."""

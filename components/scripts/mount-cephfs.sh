@@ -455,7 +455,9 @@ dropin=$(printf '%s\n%s\n%s' "[Unit]" \
 for unit in k3s k3s-agent; do
     for dir in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
         if [[ -f $dir/$unit.service ]]; then
-            install -d -m 0755 "/etc/systemd/system/$unit.service.d"
+            # Created when missing; an existing drop-in directory keeps its own mode.
+            [[ -d /etc/systemd/system/$unit.service.d ]] ||
+                install -d -m 0755 "/etc/systemd/system/$unit.service.d"
             if put_file "/etc/systemd/system/$unit.service.d/$DROPIN_NAME" 0644 "$dropin"; then
                 reload=yes
             fi
