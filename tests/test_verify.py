@@ -245,7 +245,8 @@ def test_resolve_takes_ipv4_and_ipv6() -> None:
         "hub.example.org": "192.0.2.1",
         "hub6.example.org": "2001:db8::1",
     }
-    with pytest.raises(VerifyError):
+    # An IPv6 address without brackets cannot be told from a port: refused, not guessed.
+    with pytest.raises(VerifyError, match=r"^--resolve 'hub.example.org:2001:db8::1': expected"):
         parse_resolve(["hub.example.org:2001:db8::1"])
 
 
