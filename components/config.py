@@ -97,6 +97,7 @@ OpenStackName = Annotated[str, AfterValidator(v.openstack_name)]
 OpenStackId = Annotated[str, AfterValidator(v.uuid)]
 SemVer = Annotated[str, AfterValidator(v.semver)]
 Quantity = Annotated[str, AfterValidator(v.quantity)]
+MemorySize = Annotated[str, AfterValidator(v.memory_size)]
 ImageName = Annotated[str, AfterValidator(v.image_name)]
 ImageTag = Annotated[str, AfterValidator(v.image_tag)]
 ImageRef = Annotated[str, AfterValidator(v.image_ref)]
@@ -344,12 +345,12 @@ class CpuSettings(_Model):
 
 
 class MemorySettings(_Model):
-    limit: Quantity = Field(description="memory a user server may use, e.g. 1G")
-    guarantee: Quantity = Field(description="memory reserved for a user server")
+    limit: MemorySize = Field(description="memory a user server may use, e.g. 2G")
+    guarantee: MemorySize = Field(description="memory reserved for a user server, e.g. 512M")
 
     @model_validator(mode="after")
     def _guarantee_within_limit(self) -> MemorySettings:
-        if v.quantity_bytes(self.guarantee) > v.quantity_bytes(self.limit):
+        if v.memory_bytes(self.guarantee) > v.memory_bytes(self.limit):
             raise KeyedError("guarantee", self.guarantee, f"is above the limit {self.limit}")
         return self
 
@@ -764,7 +765,7 @@ class HubSettings(_Model):
         cpus = [self.singleuser.cpu.limit] + [p.cpu.limit for p in self.profiles if p.cpu]
         memories = [self.singleuser.memory.limit]
         memories += [p.memory.limit for p in self.profiles if p.memory]
-        return {"cpu": max(cpus), "memory": max(memories, key=v.quantity_bytes)}
+        return {"cpu": max(cpus), "memory": max(memories, key=v.memory_bytes)}
 
     @model_validator(mode="after")
     def _one_default_profile(self) -> HubSettings:

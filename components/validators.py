@@ -248,6 +248,30 @@ def quantity(value: str) -> str:
     return value
 
 
+# Memory goes to KubeSpawner's mem_limit and mem_guarantee (JupyterHub's ByteSpecification):
+# a number followed by K, M, G or T, each a power of 1024. Kubernetes' own suffixes (Mi, Gi)
+# would stop the hub at start-up ("not a valid memory specification"), so they are refused.
+_MEMORY = re.compile(r"([0-9]+(\.[0-9]+)?|\.[0-9]+)([KMGT])")
+_MEMORY_FACTORS = {"K": 2.0**10, "M": 2.0**20, "G": 2.0**30, "T": 2.0**40}
+
+
+def memory_bytes(value: str) -> float:
+    """The bytes KubeSpawner reads in a memory size (1G = 2**30)."""
+    match = _MEMORY.fullmatch(value)
+    if match is None:
+        raise ValueError("is not a memory size")
+    return float(match.group(1)) * _MEMORY_FACTORS[match.group(3)]
+
+
+def memory_size(value: str) -> str:
+    if not _full(_MEMORY, value) or memory_bytes(value) <= 0:
+        raise ValueError(
+            "is not a memory size KubeSpawner takes: a number and K, M, G or T (powers of "
+            "1024), such as 512M or 2G"
+        )
+    return value
+
+
 def image_name(value: str) -> str:
     if len(value) > 255 or not _full(_IMAGE_NAME, value):
         raise ValueError(

@@ -235,6 +235,35 @@ def quantity(value: Any) -> float | None:
     return float(match.group(1)) * _FACTORS[match.group(2) or ""] if match else None
 
 
+# KubeSpawner reads memory (mem_limit, mem_guarantee) as JupyterHub's ByteSpecification: a
+# number of bytes, or a number and K, M, G or T, powers of 1024. The hub refuses anything
+# else at start-up (Kubernetes' Mi and Gi among it), so memory is measured this way.
+_MEMORY_UNITS = {"K": 2.0**10, "M": 2.0**20, "G": 2.0**30, "T": 2.0**40}
+
+
+def memory_bytes(value: Any) -> float | None:
+    """A memory setting as the bytes KubeSpawner reads, or None if the hub would refuse it."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value)
+    if text[-1:] not in _MEMORY_UNITS or not re.fullmatch(r"[0-9]*\.?[0-9]+", text[:-1]):
+        return None
+    return float(text[:-1]) * _MEMORY_UNITS[text[-1]]
+
+
+def measure(resource: str, value: Any) -> float | None:
+    """A cpu or memory setting as a number, as KubeSpawner reads it; None if it is not one."""
+    return memory_bytes(value) if resource == "memory" else quantity(value)
+
+
+_NOT_A_NUMBER = {
+    "cpu": "a Kubernetes quantity",
+    "memory": "a memory size KubeSpawner takes (a number and K, M, G or T, such as 2G)",
+}
+
+
 def shown(value: Any) -> str:
     """A value as the operator wrote it: numbers reach policies as JSON doubles (0 as 0.0)."""
     if isinstance(value, float) and value.is_integer():
@@ -259,11 +288,11 @@ def _singleuser_resources(hub: Hub, _: dict[str, Any], report: ReportViolation) 
                 hub.release.urn,
             )
             continue
-        low, high = quantity(guarantee), quantity(limit)
+        low, high = measure(resource, guarantee), measure(resource, limit)
         if low is None or high is None:
             report(
-                f"singleuser.{resource} limit {limit!r} / guarantee {guarantee!r} are not "
-                "Kubernetes quantities.",
+                f"singleuser.{resource} limit {limit!r} / guarantee {guarantee!r}: each must "
+                f"be {_NOT_A_NUMBER[resource]}.",
                 hub.release.urn,
             )
         elif high <= 0:
@@ -447,7 +476,7 @@ def _ceiling(hub: Hub) -> dict[str, float]:
     }  # fmt: skip
     ceiling = {}
     for resource in ("cpu", "memory"):
-        number = quantity(source.get(resource))
+        number = measure(resource, source.get(resource))
         if number is not None:
             ceiling[resource] = number
     return ceiling
@@ -455,7 +484,7 @@ def _ceiling(hub: Hub) -> dict[str, float]:
 
 def _resources_within_site_limits(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
     ceiling = _ceiling(hub)
-    units = {"cpu": "CPUs", "memory": "bytes"}
+    units = {"cpu": "{:g} CPUs", "memory": "{:.0f} bytes"}
     settings = [
         (f"singleuser.{resource}.{kind}", dig(hub.values, "singleuser", resource, kind), resource)
         for resource in ("cpu", "memory")
@@ -474,15 +503,15 @@ def _resources_within_site_limits(hub: Hub, _: dict[str, Any], report: ReportVio
                     continue
                 settings.append((f"{where}.{key}", override[key], resource))
     for where, value, resource in settings:
-        number, top = quantity(value), ceiling.get(resource)
+        number, top = measure(resource, value), ceiling.get(resource)
         if value is None or top is None:
             continue
         if number is None:
-            report(f"{where} is {shown(value)}, not a Kubernetes quantity.", hub.release.urn)
+            report(f"{where} is {shown(value)}, not {_NOT_A_NUMBER[resource]}.", hub.release.urn)
         elif number > top:
             report(
                 f"{where} is {shown(value)}, above the largest {resource} limit the site "
-                f"configures ({top:g} {units[resource]}): set it in hub.singleuser or a "
+                f"configures ({units[resource].format(top)}): set it in hub.singleuser or a "
                 f"profile's {resource} instead, where it is checked.",
                 hub.release.urn,
             )

@@ -275,6 +275,15 @@ def _secret_strings(value: Any) -> Iterable[str]:
             yield from _secret_strings(v)
 
 
+def scrub_given(text: str, secrets: Mapping[str, str]) -> str:
+    """`text` with the given secret values replaced as `Plan.scrub` does, for what is shown
+    before there is a plan (its errors)."""
+    values: set[str] = set()
+    for value in secrets.values():
+        values.update(_secret_strings(Secret(value)))
+    return Plan("", "", ProgramRun([], {}), [], values).scrub(text)
+
+
 # -- input -------------------------------------------------------------------------
 def project_name(project_dir: Path) -> str:
     path = project_dir / "Pulumi.yaml"
@@ -859,6 +868,7 @@ def _plan_and_render(args: argparse.Namespace, stack_file: Path, secrets: dict[s
 def run(args: argparse.Namespace) -> int:
     stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.site}.yaml"
     out = args.out or PROJECT_DIR / "build" / "plan" / args.site
+    secrets: dict[str, str] = {}
     try:
         try:
             check_stack_name(args.site)
@@ -882,7 +892,9 @@ def run(args: argparse.Namespace) -> int:
         files = write(plan, out)
     except PlanError as err:
         # One line per problem, each marked, so a CI log's search for "error:" finds them all.
-        for line in str(err).splitlines():
+        # A bad setting's line quotes its value, which may be a secret pasted in the
+        # wrong place: the secrets given are replaced here too.
+        for line in scrub_given(str(err), secrets).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return EXIT_INVALID
     if args.json:

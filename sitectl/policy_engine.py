@@ -125,6 +125,18 @@ def load_config(path: Path | None) -> dict[str, Any]:
     return data
 
 
+# Policy settings whose values are secrets (no-secrets-in-commands' knownSecrets): an error
+# about one says what is wrong and where, never the value.
+SECRET_SETTINGS = frozenset({"knownSecrets"})
+
+
+def _unquoted(err: Any) -> str:
+    """What a jsonschema error says is wrong, without the value it quotes."""
+    if err.validator == "type":
+        return f"is not of type {err.validator_value!r}"
+    return f"does not meet the schema's {err.validator} {err.validator_value!r}"
+
+
 def _settings(
     policy: ResourceValidationPolicy | StackValidationPolicy, config: Mapping[str, Any]
 ) -> tuple[EnforcementLevel, dict[str, Any]]:
@@ -162,6 +174,13 @@ def _settings(
             try:
                 jsonschema.validate(value, known[name])
             except jsonschema.ValidationError as err:
+                if name in SECRET_SETTINGS:
+                    # jsonschema's message quotes the bad value: here, a secret.
+                    where = "".join(f"[{part}]" for part in err.absolute_path)
+                    raise PolicyConfigError(
+                        f"policy config {policy.name}.{name}{where}: {_unquoted(err)} "
+                        "(the value is not shown: it holds secrets)"
+                    ) from None
                 raise PolicyConfigError(
                     f"policy config {policy.name}.{name}: {err.message}"
                 ) from None

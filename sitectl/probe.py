@@ -14,11 +14,12 @@ import socket
 import ssl
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 
 USER_AGENT = "jupyterhub-platform-verify"
+SECRET_MARK = "[secret]"
 
 
 class ProbeError(Exception):
@@ -115,7 +116,8 @@ class Client:
             conn.request("GET", path, headers=_headers(headers))
             answer = conn.getresponse()
             if answer.status != 200:
-                text = answer.read(2000).decode(errors="replace").strip()
+                text = answer.read(2000).decode(errors="replace")
+                text = redact(text, credentials(headers)).strip()
                 raise ProbeError(f"{url} answered {answer.status}: {text[:200]}")
             while True:
                 left = end - time.monotonic()
@@ -135,6 +137,24 @@ class Client:
             raise ProbeError(describe(err, url, conn)) from None
         finally:
             conn.close()
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced. Quoted answers are redacted before they are cut
+    short: a cut through a secret leaves a part of it that no later replacement knows."""
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, SECRET_MARK)
+    return text
+
+
+def credentials(headers: Mapping[str, str] | None) -> list[str]:
+    """What a request's own Authorization header carries (the whole value and the token
+    after its scheme), which a server may echo in its answer."""
+    found: list[str] = []
+    for name, value in (headers or {}).items():
+        if name.lower() == "authorization" and value:
+            found += [value, value.split(None, 1)[-1]]
+    return found
 
 
 def _headers(extra: Mapping[str, str] | None) -> dict[str, str]:

@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -254,16 +255,28 @@ def load_outputs(path: Path | None, stack: str) -> tuple[dict[str, Any], str]:
     return (data if isinstance(data, dict) else {}), f"outputs of stack {stack} (Pulumi CLI)"
 
 
+def check_outputs_are_this_sites(outputs: dict[str, Any], site: SiteConfig, source: str) -> None:
+    """The checks, the session's token among them, go to the hub_url output: outputs of
+    another stack, or an http:// URL, would send the token elsewhere or in the clear."""
+    url = outputs.get("hub_url")
+    if not isinstance(url, str) or not url or url == SECRET_MARK:
+        return
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" or parts.hostname != site.site.hub_host:
+        raise VerifyError(
+            f"{source}: hub_url {url!r} is not on https://{site.site.hub_host}/ as the stack "
+            "file says (outputs of another stack?); verify sends the health-check token there"
+        )
+
+
 def read_ssh_key(path: Path | None) -> tuple[str | None, str]:
     if path is not None:
         try:
             return path.read_text(), f"SSH key from {path}"
-        except OSError as err:
-            raise VerifyError(f"--ssh-key-file {path}: cannot be read ({err.strerror})") from None
-        except UnicodeDecodeError:
-            raise VerifyError(
-                f"--ssh-key-file {path}: is not a text file (an OpenSSH private key file is)"
-            ) from None
+        except (OSError, UnicodeDecodeError) as err:
+            # Not the decoder's message: it quotes bytes of the key.
+            reason = err.strerror if isinstance(err, OSError) else "not text"
+            raise VerifyError(f"--ssh-key-file {path}: cannot be read ({reason})") from None
     value = os.environ.get(SSH_KEY_ENV)
     if value:
         return value, f"SSH key from ${SSH_KEY_ENV}"
@@ -291,6 +304,7 @@ def run_checks(
     emit: Callable[[Result], None],
 ) -> list[Result]:
     from sitectl import verify_checks as vc
+    from sitectl.probe import redact
 
     results: list[Result] = []
     for group in groups:
@@ -306,7 +320,8 @@ def run_checks(
             except CheckFailed as failure:
                 result = Result(group, name, "FAIL", str(failure), failure.advice)
             except Exception as err:  # a check's own bug must not stop the others
-                reason = " ".join(str(err).split())[:200]
+                # Redacted before the cut, which could leave a part no scrub recognises.
+                reason = " ".join(redact(str(err), inputs.secrets()).split())[:200]
                 result = Result(
                     group, name, "FAIL", f"the check broke: {type(err).__name__} {reason}"
                 )
@@ -423,6 +438,11 @@ def run(args: argparse.Namespace) -> int:
         site = load_site(stack_file, PROJECT_DIR)
         ssh_key, ssh_note = read_ssh_key(args.ssh_key_file)
         outputs, outputs_note = load_outputs(args.outputs, args.site)
+        check_outputs_are_this_sites(
+            outputs,
+            site,
+            f"--outputs {args.outputs}" if args.outputs else f"the outputs of stack {args.site}",
+        )
         try:
             client = Client(resolve=resolve, ca_file=str(args.ca_file) if args.ca_file else None)
         except (OSError, ValueError) as err:

@@ -24,7 +24,7 @@ from typing import Any
 from components.config import REQUIRED_SCOPES, NodeHost
 from components.hub_values import HEALTH_CHECK_USER
 from components.node_scripts import MountSettings, remote_command
-from sitectl.probe import ProbeError, Response, certificate_summary
+from sitectl.probe import ProbeError, Response, certificate_summary, redact
 from sitectl.verify import Check, CheckFailed, CheckSkipped, Deadline, Inputs
 
 # The runbook's troubleshooting, as advice lines.
@@ -513,7 +513,8 @@ def mount_check(node: NodeHost) -> Check:
                 ) from None
         findings = [line for line in proc.stdout.splitlines() if line.startswith(("ok", "fail"))]
         if proc.returncode not in (0, 1) or not findings:
-            reason = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+            stderr = redact(proc.stderr, inputs.secrets())
+            reason = (stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
             raise CheckFailed(
                 f"{node.name}: SSH to {node.address} failed: {reason[:200]}",
                 _fmt(ADVICE_SSH, inputs, node=node.name, address=node.address),
@@ -582,7 +583,8 @@ class HubApi:
 
     def expect(self, answer: Response, *codes: int, what: str) -> Response:
         if answer.status not in codes:
-            text = " ".join(answer.text().split())[:200]
+            # Redacted before the cut: a server may echo the Authorization header.
+            text = " ".join(redact(answer.text(), self.inputs.secrets()).split())[:200]
             raise CheckFailed(f"{what}: {answer.status} {text}", _fmt(ADVICE_SPAWN, self.inputs))
         return answer
 

@@ -37,22 +37,40 @@ def box(tmp_path: Path) -> Iterator[Sandbox]:
 # -- CI refuses skips --------------------------------------------------------------------
 # The e2e, login and HAProxy tests skip, with their reason, where this machine cannot run
 # them (no root, no apt). CI can, so a skip there would hide a suite that never ran:
-# with JHP_REQUIRE_ALL_TESTS=1 (set by .ci/run) any skipped test fails the session.
+# with JHP_REQUIRE_ALL_TESTS=1 (set by .ci/run) any skipped or xfailed test fails the
+# session. A skip can come from the test, a fixture or a marker (each test reports it), or
+# from a whole module at import (pytest.importorskip, pytest.skip(allow_module_level=True)):
+# that one is reported by the module's collection only, with no test at all. An xfailed
+# test is a failure the run was told to expect: in CI it hides one just as well.
 
 REQUIRE_ALL = "JHP_REQUIRE_ALL_TESTS"
 _skipped: list[tuple[str, str]] = []
 
 
+def _reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    wasxfail = getattr(report, "wasxfail", None)
+    if wasxfail is not None:
+        return f"xfailed: {wasxfail}" if wasxfail else "xfailed"
+    return report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-        _skipped.append((report.nodeid, reason))
+    if report.skipped:
+        _skipped.append((report.nodeid, _reason(report)))
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped:
+        _skipped.append((report.nodeid, _reason(report)))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get(REQUIRE_ALL) == "1" and _skipped:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        lines = [f"{REQUIRE_ALL}=1: {len(_skipped)} test(s) skipped, which CI does not allow:"]
+        lines = [
+            f"{REQUIRE_ALL}=1: {len(_skipped)} test(s) or module(s) skipped or xfailed, "
+            "which CI does not allow:"
+        ]
         lines += [f"  {node}: {reason}" for node, reason in _skipped]
         if reporter is not None:
             reporter.write_line("\n".join(lines), red=True)

@@ -67,6 +67,18 @@ current-context: test
 """
 
 
+_RESOURCE_TRAITS = (
+    ("cpu_limit", "cpu", "limit"),
+    ("cpu_guarantee", "cpu", "guarantee"),
+    ("mem_limit", "memory", "limit"),
+    ("mem_guarantee", "memory", "guarantee"),
+)
+
+
+def _resources(spawner: Any) -> list[Any]:
+    return [getattr(spawner, trait) for trait, _, _ in _RESOURCE_TRAITS]
+
+
 def traitlets_config(values: dict[str, Any]) -> Any:
     from traitlets.config import Config
 
@@ -78,6 +90,11 @@ def traitlets_config(values: dict[str, Any]) -> Any:
     image = singleuser.get("image")
     if image:
         c.KubeSpawner.image = f"{image['name']}:{image['tag']}"
+    # The chart's own mapping of singleuser.cpu and .memory onto KubeSpawner's traits.
+    for trait, resource, kind in _RESOURCE_TRAITS:
+        setting = singleuser.get(resource) or {}
+        if setting.get(kind) is not None:
+            c.KubeSpawner[trait] = setting[kind]
     if "profileList" in singleuser:
         c.KubeSpawner.profile_list = singleuser["profileList"]
     if "defaultUrl" in singleuser:
@@ -195,12 +212,7 @@ def load_spawner(values: dict[str, Any]) -> dict[str, Any]:
                 fresh = _spawner(values, loop)
                 loop.run_until_complete(_maybe(fresh._load_profile(profile["slug"], profiles)))
                 images[profile["display_name"]] = fresh.image
-                resources[profile["display_name"]] = [
-                    fresh.cpu_limit,
-                    fresh.cpu_guarantee,
-                    fresh.mem_limit,
-                    fresh.mem_guarantee,
-                ]
+                resources[profile["display_name"]] = _resources(fresh)
             # The auth-state hook (hub.extraConfig), called as the hub calls it at spawn.
             hooked = _spawner(values, loop)
             loop.run_until_complete(hooked.run_auth_state_hook({"access_token": PROBE_TOKEN}))
@@ -215,6 +227,7 @@ def load_spawner(values: dict[str, Any]) -> dict[str, Any]:
         "form": form,
         "images": images,
         "resources": resources,
+        "default_resources": _resources(spawner),
         "image": spawner.image,
         "default_url": spawner.default_url,
         "environment_after_hook": {

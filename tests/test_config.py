@@ -30,6 +30,10 @@ ALLOW_ALL_WITH_GROUPS = (
     "allow_all first): remove allowAll to admit only allowedGroups, or remove allowedGroups to "
     "admit everyone"
 )
+NOT_MEMORY = (
+    "is not a memory size KubeSpawner takes: a number and K, M, G or T (powers of 1024), "
+    "such as 512M or 2G"
+)
 MARKUP = "contains '<', '>' or '&', which the spawn page would read as HTML; use plain text"
 UNPINNED = (
     "is missing; pin the SSH host key (`ssh-keyscan -t ed25519 {host}`, its fingerprint checked "
@@ -135,8 +139,20 @@ BAD: list[tuple[str, Any, str]] = [
     (
         "hub.singleuser.memory.limit",
         "lots",
-        'hub.singleuser.memory.limit: "lots" is not a positive Kubernetes quantity '
-        "such as 1G, 512Mi or 1Gi",
+        'hub.singleuser.memory.limit: "lots" ' + NOT_MEMORY,
+    ),
+    # Kubernetes' binary suffixes stop the hub at start-up (tests/test_hub.py shows it).
+    ("hub.singleuser.memory.limit", "1Gi", 'hub.singleuser.memory.limit: "1Gi" ' + NOT_MEMORY),
+    (
+        "hub.singleuser.memory.guarantee",
+        "512Mi",
+        'hub.singleuser.memory.guarantee: "512Mi" ' + NOT_MEMORY,
+    ),
+    ("hub.singleuser.memory.limit", "2000", 'hub.singleuser.memory.limit: "2000" ' + NOT_MEMORY),
+    (
+        "hub.singleuser.memory.guarantee",
+        "1025M",
+        'hub.singleuser.memory.guarantee: "1025M" is above the limit 1G',
     ),
     (
         "hub.oauth.userdataTokenMethod",
@@ -575,6 +591,13 @@ def test_config_error_is_a_run_error_so_pulumi_prints_no_traceback() -> None:
 def test_espsrc_is_valid() -> None:
     result = run()
     assert result.error is None, result.error
+
+
+def test_memory_is_measured_as_kubespawner_measures_it() -> None:
+    """KubeSpawner's G is 1024M (powers of 1024): this guarantee equals the limit."""
+    result = run(site(**{"hub.singleuser.memory": {"limit": "1G", "guarantee": "1024M"}}))
+    assert result.error is None, result.error
+    assert result.ok().outputs
 
 
 @pytest.mark.parametrize("path", ["/mnt/k8s-shared", "/cephfs", "/data/shared", "/home/shared"])

@@ -14,6 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from components.config import ConfigError
 from components.jupyterhub import HUB_URL_ANNOTATION
 from policy.chart_versions import SUPPORTED_CHARTS
 from sitectl.mockrun import ProgramRun, Secret, reveal
@@ -108,12 +109,20 @@ def _without_manage_groups(version: str) -> dict[str, Any]:
     return values
 
 
+def _with_kubernetes_memory_suffix(version: str) -> dict[str, Any]:
+    """espsrc's values with the memory limit in Kubernetes' spelling, which the model refuses."""
+    values = values_of(_run(version, "espsrc"))
+    values["singleuser"]["memory"]["limit"] = "1Gi"
+    return values
+
+
 @functools.cache
 def loaded(version: str) -> dict[str, Any]:
     """Every variant of this version, loaded in one subprocess into its hub libraries."""
     cases = {name: {"values": values_of(_run(version, name))} for name in variants(version)}
     cases["runbook-username-key"] = {"values": _runbook_values(version)}
     cases["no-manage-groups"] = {"values": _without_manage_groups(version)}
+    cases["memory-1Gi"] = {"values": _with_kubernetes_memory_suffix(version)}
     return load_in_hub(version, cases)
 
 
@@ -217,10 +226,25 @@ def test_kubespawner_accepts_the_profile_list(version: str, variant: str) -> Non
     assert spawner["form_names_all_shown"]
     assert spawner["images"] == expected
     assert spawner["default_url"] == "/lab"
+    # The chart hands singleuser.cpu and .memory to KubeSpawner; every variant keeps
+    # espsrc's 0.5 CPU and 1G, which KubeSpawner reads as 2**30 bytes.
+    assert _site(version, variant)["hub"]["singleuser"]["memory"] == {
+        "limit": "1G",
+        "guarantee": "1G",
+    }
+    assert spawner["default_resources"] == [0.5, 0.5, 2**30, 2**30]
     if variant == "profile-resources":
         # KubeSpawner reads G as 2**30, as it does singleuser.memory.
         resources = spawner["resources"]["Datascience environment"]
         assert resources == [4, 1, 8 * 2**30, 2 * 2**30]
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_the_hub_refuses_kubernetes_memory_suffixes(version: str) -> None:
+    """Why hub.singleuser.memory takes K, M, G or T only (tests/test_config.py): the chart
+    gives the value to KubeSpawner's mem_limit, which refuses 1Gi, and the hub stops."""
+    error = loaded(version)["memory-1Gi"]["error"]
+    assert "1Gi is not a valid memory specification" in error, error
 
 
 @pytest.mark.parametrize("version", VERSIONS_LIST)
@@ -362,7 +386,9 @@ def test_allow_all_next_to_groups_would_admit_anyone() -> None:
     """Why the program refuses allowAll with allowedGroups: oauthenticator's allow_all wins.
     The config the refusal leads to (allowAll removed) admits members only."""
     groups = {"hub.oauth.allowedGroups": ["science"], "hub.oauth.claimGroupsKey": "groups"}
-    assert run(site(**groups)).error is not None, "the program refuses the combination"
+    refused = run(site(**groups))
+    assert isinstance(refused.error, ConfigError), "the program refuses the combination"
+    assert str(refused.error).startswith("hub.oauth.allowAll: true admits every account")
     restricted = values_of(run(site(**groups, **{"hub.oauth.allowAll": DELETE})).ok())
     assert _admitted(restricted, ["science"], ["other"]) == [True, False]
     # What de39cf7 deployed for that config: everyone in.
@@ -408,8 +434,12 @@ def test_profile_text_reaches_the_spawn_page_as_text(tmp_path: Path) -> None:
     assert form.texts["p"] == ["A Python environment.", description]
     assert form.tags == form_of(site()).tags, "the text added no element to the page"
     for markup in ("<script>alert(1)</script>", 'x <img src=x onerror="alert(1)">'):
-        assert run(site(**{"hub.profiles[1].displayName": markup})).error is not None
-        assert run(site(**{"hub.profiles[1].description": markup})).error is not None
+        for key in ("hub.profiles[1].displayName", "hub.profiles[1].description"):
+            refused = run(site(**{key: markup}))
+            # Refused as bad config, in the line naming the key: not a crash.
+            assert isinstance(refused.error, ConfigError), (key, refused.error)
+            assert str(refused.error).startswith(f"{key}: "), str(refused.error)
+            assert refused.resources == [], key
 
 
 def test_namespace_carries_the_sites_resource_ceiling() -> None:
@@ -422,8 +452,9 @@ def test_namespace_carries_the_sites_resource_ceiling() -> None:
 
     assert ceiling() == {"cpu": 0.5, "memory": "1G"}
     bigger = {"hub.profiles[1].cpu": {"limit": 4, "guarantee": 1},
-              "hub.profiles[1].memory": {"limit": "900Mi", "guarantee": "1Mi"}}  # fmt: skip
-    assert ceiling(**bigger) == {"cpu": 4, "memory": "1G"}, "1G is more than 900Mi"
+              "hub.profiles[1].memory": {"limit": "1020M", "guarantee": "1M"}}  # fmt: skip
+    # KubeSpawner's G is 1024M: 1G is more than 1020M (which 10**9 bytes would not be).
+    assert ceiling(**bigger) == {"cpu": 4, "memory": "1G"}
 
 
 @pytest.mark.parametrize("version", VERSIONS_LIST)

@@ -998,3 +998,49 @@ def test_monitors_in_another_order_update_the_line_in_place(box: Sandbox, client
         # ceph-fuse's fstab line names its conf, which holds the monitors.
         conf = box.etc(FUSE_CONF).read_text()
         assert f"\tmon host = {reordered.split(':/')[0].replace(',', ' ')}\n" in conf
+
+
+@requires_sandbox
+def test_a_private_fstab_stays_private(box: Sandbox) -> None:
+    """A node whose fstab an administrator made 0600 (it holds another mount's password)
+    keeps it 0600 through the mount and the unmount: rewriting it must not make those
+    credentials readable by every local user."""
+    settings = settings_for(box)
+    box.write_etc("fstab", "//files/home /mnt/files cifs username=u,password=PLANTED-pw 0 0\n")
+    box.etc("fstab").chmod(0o600)
+    result = create(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert fstab_lines_for(box, settings.mount_path), "the managed line is written"
+    assert stat.S_IMODE(box.etc("fstab").stat().st_mode) == 0o600
+    box.mounts_file.write_text("")  # unmounted: the delete then has nothing to unmount
+    result = delete(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert fstab_lines_for(box, settings.mount_path) == []
+    assert stat.S_IMODE(box.etc("fstab").stat().st_mode) == 0o600
+    assert "PLANTED-pw" in box.etc("fstab").read_text()
+
+
+@requires_sandbox
+def test_a_private_dropin_directory_stays_private(box: Sandbox) -> None:
+    """k3s's drop-in directory, closed by an administrator (0700: a drop-in of theirs may
+    hold a token in an Environment= line), stays closed when the guard goes in beside it."""
+    box.write_etc("systemd/system/k3s.service", "[Service]\n")
+    box.write_etc("systemd/system/k3s.service.d/10-site.conf", "[Service]\nEnvironment=T=x\n")
+    box.etc("systemd/system/k3s.service.d").chmod(0o700)
+    result = create(box, settings_for(box))
+    assert result.returncode == 0, result.stderr
+    assert box.etc("systemd/system/k3s.service.d/50-jupyterhub-platform-share.conf").is_file()
+    assert stat.S_IMODE(box.etc("systemd/system/k3s.service.d").stat().st_mode) == 0o700
+
+
+@requires_sandbox
+def test_a_private_ceph_directory_stays_private(box: Sandbox) -> None:
+    """An /etc/ceph an administrator closed (0750: it holds a keyring written 0644 by hand)
+    stays closed: the mount step creates the directory when missing, never opens it."""
+    settings = settings_for(box)
+    box.write_etc("ceph/ceph.client.backup.keyring", "[client.backup]\n\tkey = PLANTED\n")
+    box.etc("ceph").chmod(0o750)
+    result = create(box, settings)
+    assert result.returncode == 0, result.stderr
+    assert box.etc(SECRET).read_text() == KEY + "\n"
+    assert stat.S_IMODE(box.etc("ceph").stat().st_mode) == 0o750

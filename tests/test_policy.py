@@ -48,6 +48,17 @@ def custom(program: Callable[[], None]) -> ProgramRun:
     return run_program({}, [], program=program)
 
 
+def test_another_charts_release_is_not_judged_as_a_hub() -> None:
+    """A stack may install other charts; the hub rules read jupyterhub releases only."""
+
+    def program() -> None:
+        k8s.helm.v3.Release("certs", chart="cert-manager", namespace="certs", values={})
+
+    report = check(custom(program))
+    assert report.violations == []
+    assert report.not_run == []
+
+
 def test_espsrc_has_no_mandatory_violation(espsrc_report: PolicyReport) -> None:
     assert espsrc_report.mandatory == []
     assert len(espsrc_report.ran) == len(POLICIES)
@@ -160,6 +171,25 @@ def test_callback_fires(callback: str, expected: str) -> None:
     assert any(expected in m for m in messages), messages
 
 
+def test_callback_without_the_hub_url_cannot_be_compared() -> None:
+    """A hub the program did not make (no hub-url annotation on its namespace): the rule
+    says it cannot compare, rather than passing a callback it never checked."""
+
+    def program() -> None:
+        oauth = {"oauth_callback_url": "https://notebook.example.org/hub/oauth_callback"}
+        k8s.helm.v3.Release(
+            "hub",
+            chart="jupyterhub",
+            namespace="jhub",
+            values={"hub": {"config": {"GenericOAuthenticator": oauth}}},
+        )
+
+    assert fired(check(custom(program)), "oauth-callback-matches-hub-url") == [
+        "The hub namespace has no jupyterhub-platform/hub-url annotation, so the callback URL "
+        "cannot be compared with the hub URL."
+    ]
+
+
 def test_callback_quiet(espsrc_report: PolicyReport) -> None:
     assert fired(espsrc_report, "oauth-callback-matches-hub-url") == []
     assert (
@@ -212,8 +242,8 @@ def test_share_protected_quiet(espsrc_report: PolicyReport) -> None:
     assert fired(espsrc_report, "share-protected") == []
 
 
-@pytest.mark.parametrize("port", [80, None])
-def test_node_port_fires(port: int | None) -> None:
+@pytest.mark.parametrize("port", [80, None, 31090.5])
+def test_node_port_fires(port: float | None) -> None:
     values = {"proxy": {"service": {"nodePorts": {"http": port}}}}
     messages = fired(check(extra_values(values)), "node-port-in-range")
     assert messages and f"proxy.service.nodePorts.http is {port!r}" in messages[0]
@@ -221,6 +251,16 @@ def test_node_port_fires(port: int | None) -> None:
 
 def test_node_port_quiet(espsrc_report: PolicyReport) -> None:
     assert fired(espsrc_report, "node-port-in-range") == []
+    # The engine hands numbers over as JSON doubles: 31090 may arrive as 31090.0.
+    as_double = {"proxy": {"service": {"nodePorts": {"http": 31090.0}}}}
+    assert fired(check(extra_values(as_double)), "node-port-in-range") == []
+
+
+def test_numbers_are_shown_as_the_operator_wrote_them() -> None:
+    """In a real preview a limit of 0 arrives as 0.0; the message says 0, as written."""
+    from policy.rules import shown
+
+    assert [shown(0.0), shown(64.0), shown(0.5), shown("0")] == ["0", "64", "0.5", "'0'"]
 
 
 @pytest.mark.parametrize(
@@ -234,11 +274,15 @@ def test_node_port_quiet(espsrc_report: PolicyReport) -> None:
             "curl -u admin:planted-known-secret https://x",
             "the value of one of the stack's secret config keys",
         ),
+        # The environment is logged and kept in state as the command line is.
+        ("environment.CEPH_SECRET", fake_cephx_key("env"), "a cephx key"),
     ],
 )
 def test_no_secrets_in_commands_fires(field: str, text: str, kind: str) -> None:
     def program() -> None:
         steps: dict[str, Any] = {field: text}
+        if field.startswith("environment."):
+            steps = {"create": "true", "environment": {field.split(".", 1)[1]: text}}
         command.remote.Command("leaky", connection=command.remote.ConnectionArgs(host="n"), **steps)
 
     report = check(
@@ -387,8 +431,15 @@ def _profile(override: dict[str, Any]) -> dict[str, Any]:
 BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
     ("cpu-limit-0", {"singleuser": {"cpu": {"limit": 0, "guarantee": 0}}},
      "singleuser-resources", "singleuser.cpu.limit is 0: KubeSpawner sets no limit"),
-    ("memory-limit-0", {"singleuser": {"memory": {"limit": "0", "guarantee": "0"}}},
-     "singleuser-resources", "singleuser.memory.limit is '0': KubeSpawner sets no limit"),
+    ("memory-limit-0", {"singleuser": {"memory": {"limit": 0, "guarantee": 0}}},
+     "singleuser-resources", "singleuser.memory.limit is 0: KubeSpawner sets no limit"),
+    # Kubernetes' suffixes, which KubeSpawner refuses: the hub would not start.
+    ("memory-binary-suffix", {"singleuser": {"memory": {"limit": "2Gi", "guarantee": "1Gi"}}},
+     "singleuser-resources",
+     "singleuser.memory limit '2Gi' / guarantee '1Gi': each must be a memory size KubeSpawner"),
+    ("profile-memory-binary-suffix", _profile({"mem_limit": "1Gi"}),
+     "resources-within-site-limits",
+     "singleuser.profileList[0].kubespawner_override.mem_limit is '1Gi', not a memory size"),
     ("limit-raised", {"singleuser": {"cpu": {"limit": 64}}}, "resources-within-site-limits",
      "singleuser.cpu.limit is 64, above the largest cpu limit the site configures (0.5 CPUs)"),
     # (a null never reaches Helm: Pulumi drops None from the values it sends)
@@ -398,7 +449,7 @@ BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
      "singleuser.profileList[0].kubespawner_override.mem_limit is 0: it removes"),
     ("profile-raises-limit", _profile({"mem_limit": "64G"}), "resources-within-site-limits",
      "singleuser.profileList[0].kubespawner_override.mem_limit is '64G', above the largest "
-     "memory limit the site configures (1e+09 bytes)"),
+     "memory limit the site configures (1073741824 bytes)"),
     ("profile-option-raises",
      {"singleuser": {"profileList": [{"display_name": "x", "profile_options": {"size": {
          "display_name": "Size",
@@ -407,6 +458,22 @@ BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
      "resources-within-site-limits",
      "singleuser.profileList[0].profile_options.size.choices.xl.kubespawner_override.cpu_limit "
      "is 32, above"),
+    ("unlisted-choice-raises",
+     {"singleuser": {"profileList": [{"display_name": "x", "profile_options": {"image": {
+         "display_name": "Image",
+         "unlisted_choice": {"enabled": True, "kubespawner_override": {"mem_limit": "64G"}},
+     }}}]}},
+     "resources-within-site-limits",
+     "singleuser.profileList[0].profile_options.image.unlisted_choice.kubespawner_override."
+     "mem_limit is '64G', above"),
+    ("profile-limit-not-a-quantity", _profile({"mem_limit": "lots"}),
+     "resources-within-site-limits",
+     "singleuser.profileList[0].kubespawner_override.mem_limit is 'lots', not a memory size "
+     "KubeSpawner takes"),
+    ("limit-not-a-quantity", {"singleuser": {"memory": {"limit": "lots"}}},
+     "singleuser-resources",
+     "singleuser.memory limit 'lots' / guarantee '1G': each must be a memory size KubeSpawner "
+     "takes"),
     ("extra-config", {"hub": {"extraConfig": {"admins": "c.Authenticator.admin_users = {'eve'}"}}},
      "no-hub-code-from-extra-values", "hub.extraValues sets hub.extraConfig, which is Python"),
     ("existing-secret", {"hub": {"existingSecret": "my-hub-secret"}},
@@ -417,6 +484,8 @@ BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
      "network-policies-enabled", "singleuser.networkPolicy.enabled is false"),
     ("hub-netpol-off", {"hub": {"networkPolicy": {"enabled": False}}},
      "network-policies-enabled", "hub.networkPolicy.enabled is false"),
+    ("proxy-netpol-off", {"proxy": {"chp": {"networkPolicy": {"enabled": False}}}},
+     "network-policies-enabled", "proxy.chp.networkPolicy.enabled is false"),
     ("metadata-open",
      {"singleuser": {"cloudMetadata": {"blockWithIptables": False},
                      "networkPolicy": {"egressAllowRules": {"cloudMetadataServer": True}}}},
@@ -428,6 +497,9 @@ BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
     ("host-network", {"singleuser": {"extraPodConfig": {"hostNetwork": True}}},
      "user-pods-confined", "singleuser.extraPodConfig.hostNetwork is true: a user's server "
      "shares the node's network"),
+    ("host-ipc", {"singleuser": {"extraPodConfig": {"hostIPC": True}}},
+     "user-pods-confined", "singleuser.extraPodConfig.hostIPC is true: a user's server "
+     "shares the node's IPC"),
     ("host-pid-in-profile", _profile({"extra_pod_config": {"hostPID": True}}),
      "user-pods-confined",
      "singleuser.profileList[0].kubespawner_override.extra_pod_config.hostPID is true"),
@@ -745,6 +817,23 @@ def test_bad_policy_config_is_one_line(config: dict[str, Any], message: str) -> 
     assert str(err.value).startswith(message)
 
 
+@pytest.mark.parametrize(
+    ("known", "message"),
+    [
+        ("PLANTED-known-3f9a", "knownSecrets: is not of type 'array'"),
+        (["ok-value-1", {"v": "PLANTED-known-3f9a"}], "knownSecrets[1]: is not of type 'string'"),
+        (["ok-value-1", 7, "PLANTED-known-3f9a"], "knownSecrets[1]: is not of type 'string'"),
+    ],
+)
+def test_bad_known_secrets_are_not_shown(known: Any, message: str) -> None:
+    """knownSecrets holds secrets: its one line says what is wrong and where, not the value."""
+    with pytest.raises(PolicyConfigError) as err:
+        check(run(), {"no-secrets-in-commands": {"knownSecrets": known}})
+    assert str(err.value).startswith(f"policy config no-secrets-in-commands.{message}")
+    assert "PLANTED" not in str(err.value) and "ok-value-1" not in str(err.value)
+    assert "7" not in str(err.value)
+
+
 def test_all_key_sets_every_level() -> None:
     report = check(run(site(**{"storage.reclaimPolicy": "Delete"})), {"all": "advisory"})
     assert report.violations and report.mandatory == []
@@ -1056,6 +1145,8 @@ def test_policy_pack_agrees_with_the_program() -> None:
     assert rules.SETTINGS_KEY == jupyterhub.SETTINGS_KEY
     for value in ("1G", "1Gi", "512Mi", "0.5", "100m", "2T"):
         assert rules.quantity(value) == validators.quantity_bytes(value), value
+    for value in ("1G", "512M", "0.5G", "2T", "64K", ".5G"):
+        assert rules.memory_bytes(value) == validators.memory_bytes(value), value
 
 
 def test_violations_do_not_depend_on_the_order_resources_registered_in() -> None:

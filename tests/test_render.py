@@ -18,12 +18,16 @@ import yaml
 
 from sitectl.chart_checks import (
     image_pinned,
+    images_pinned,
     objects_made_once,
+    pods_confined,
+    proxy_public_on_node_port,
+    stack_storage_classes,
     values_reach_the_chart,
 )
 from sitectl.mockrun import reveal
 from sitectl.plan import Plan, PlanError, build_plan, render_chart, write
-from sitectl.render import MADE_UP_MARK, REDACTED, schema_version_for
+from sitectl.render import MADE_UP_MARK, REDACTED, ChartObject, Render, schema_version_for
 from tests.sites import (
     PROJECT,
     chart_defaults,
@@ -112,6 +116,12 @@ def test_every_value_reaches_the_effective_values(stack_plan: Plan) -> None:
         "hub.config.GenericOAuthenticator.scope",
         "singleuser.storage.capacity",
     ]
+    # A null removes a chart default: a default still there did not arrive either.
+    removing = copy.deepcopy(values)
+    removing["singleuser"]["storage"]["capacity"] = None
+    (problem,) = values_reach_the_chart(removing, effective)
+    capacity = json.dumps(effective["singleuser"]["storage"]["capacity"])
+    assert problem.message == f"singleuser.storage.capacity: set to null, the chart has {capacity}"
 
 
 def _chart_file(tmp_path: Path, plan: Plan, kind: str) -> list[dict[str, Any]]:
@@ -247,6 +257,19 @@ CHECK_FAILURES = {
         None,
         "no hub container mounts the site's logo at /usr/local/etc/jupyterhub/site-logo.png",
     ),
+    "user-storage-none": (
+        {"singleuser": {"storage": {"type": "none"}}},
+        "stack-storage-classes",
+        None,
+        "singleuser.storage.type is \"none\": users' volumes would not come from the stack's",
+    ),
+    "logo-file-elsewhere": (
+        {"hub": {"config": {"JupyterHub": {"logo_file": "/srv/other.png"}}}},
+        "logo-mounted",
+        None,
+        'hub.config.JupyterHub.logo_file is "/srv/other.png", not '
+        "/usr/local/etc/jupyterhub/site-logo.png",
+    ),
     "latest-image": (
         {"proxy": {"chp": {"image": {"tag": "latest"}}}},
         "images-pinned",
@@ -301,6 +324,42 @@ def test_an_object_both_rendered_and_created_is_reported(stack_plan: Plan) -> No
     ours.append(("ConfigMap", render.namespace, "hub"))
     (problem,) = objects_made_once(render, ours)
     assert (problem.check, problem.object) == ("objects-made-once", "ConfigMap/hub")
+
+
+def _bare_render(*bodies: dict[str, Any]) -> Render:
+    """A render of these objects alone, made without Helm: for what the chart's own
+    templates never produce."""
+    objects = [ChartObject(body, "test", "jhub") for body in bodies]
+    return Render("jupyterhub", "3.1.0", "r", "jhub", "1.30", None, Path("none"), {}, objects)  # type: ignore[arg-type]
+
+
+def test_checks_name_what_the_chart_did_not_render() -> None:
+    render = _bare_render()
+    assert [p.message for p in values_reach_the_chart({"a": 1}, render.effective_values())] == [
+        "the chart rendered no hub Secret with values.yaml"
+    ]
+    assert [p.message for p in proxy_public_on_node_port(render, 31090)] == [
+        "the chart rendered no proxy-public Service"
+    ]
+    effective = {
+        "hub": {"db": {"type": "sqlite-pvc"}},
+        "singleuser": {"storage": {"type": "dynamic", "dynamic": {"storageClass": "c"}}},
+    }
+    assert [p.message for p in stack_storage_classes(render, effective, "c", "c")] == [
+        "the chart rendered no hub database claim"
+    ]
+
+
+@pytest.mark.parametrize("kind", ["Pod", "CronJob"])
+def test_pod_checks_read_bare_pods_and_cron_jobs(kind: str) -> None:
+    """The chart renders neither today; values (or a later chart) can add them."""
+    pod = {"hostPID": True, "containers": [{"name": "c", "image": "busybox"}]}
+    spec = pod if kind == "Pod" else {"jobTemplate": {"spec": {"template": {"spec": pod}}}}
+    render = _bare_render({"kind": kind, "metadata": {"name": "x"}, "spec": spec})
+    assert [(p.object, p.message) for p in pods_confined(render)] == [
+        (f"{kind}/x", "hostPID: true")
+    ]
+    assert [p.object for p in images_pinned(render)] == [f"{kind}/x"]
 
 
 @pytest.mark.parametrize(

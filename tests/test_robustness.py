@@ -381,6 +381,32 @@ def test_a_failing_plan_leaks_nothing(tmp_path: Path) -> None:
     assert oauth not in result.stdout + result.stderr
 
 
+def test_a_secret_pasted_into_a_plain_setting_is_not_echoed(tmp_path: Path) -> None:
+    """The plan knows the secrets it was given: its one-line error for a bad setting that
+    holds one (a secret pasted into the wrong key) shows the mark instead of the value."""
+    oauth = "PLANTED-oauth-5e3a91"
+    ssh = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nPLANTED-ssh-77c0de\n-----END OPENSSH PRIVATE KEY-----"
+    )
+    key_file = tmp_path / "key"
+    key_file.write_text(ssh + "\n")
+    for key, value in (("hub.nodePort", oauth), ("hub.oauth.authorizeUrl", "PLANTED-ssh-77c0de")):
+        bad = tmp_path / "Pulumi.bad.yaml"
+        settings_ = changed(espsrc(), {key: value})
+        bad.write_text(
+            json.dumps({"config": {f"jupyterhub-platform:{k}": v for k, v in settings_.items()}})
+        )
+        result = plan(
+            "bad", "--stack-file", str(bad), "--out", str(tmp_path / "o"), "--no-render",
+            "--secret", f"oauthClientSecret={oauth}", "--secret-file", f"sshPrivateKey={key_file}",
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert f"error: {key}: " in result.stderr, result.stderr
+        assert "[secret]" in result.stderr, result.stderr
+        assert oauth not in result.stdout + result.stderr
+        assert "PLANTED-ssh-77c0de" not in result.stdout + result.stderr
+
+
 @requires_sandbox
 def test_sandbox_scripts_never_echo_the_key(box: Sandbox) -> None:
     settings_ = MountSettings(
@@ -390,4 +416,6 @@ def test_sandbox_scripts_never_echo_the_key(box: Sandbox) -> None:
     )  # fmt: skip
     for script in (settings_.create_script(), settings_.delete_script()):
         result = box.run(remote_command(script, "root"), stdin=KEY + "\n")
+        # A script that stopped early would print no key either: both must have run.
+        assert result.returncode == 0, result.stderr
         assert KEY not in result.stdout + result.stderr

@@ -78,6 +78,23 @@ def test_share_is_protected_and_retained(espsrc: ProgramRun) -> None:
     assert share.urn in espsrc.direct_dependencies(access)
 
 
+# What holds users' data, by URN. Renaming a component or a child, or moving it under
+# another parent, changes its URN, and `pulumi up` would then create a new, empty share and
+# mount the nodes on it (the protected old one only makes the update fail at its end).
+# Give such a resource an alias (ResourceOptions(aliases=[...])) before changing this list.
+_STACK = "urn:pulumi:espsrc::jupyterhub-platform::"
+DATA_URNS = {
+    _STACK + "jupyterhub-platform:storage:CephFSShare$openstack:sharedfilesystem/share:Share"
+    "::share-share",
+    _STACK + "jupyterhub-platform:hub:JupyterHub$kubernetes:core/v1:Namespace::hub-namespace",
+}
+
+
+def test_what_holds_users_data_keeps_its_urn(espsrc: ProgramRun) -> None:
+    missing = DATA_URNS - {r.urn for r in espsrc.resources}
+    assert not missing, f"renamed without an alias: {missing}"
+
+
 def test_adopting_an_existing_share_imports_it() -> None:
     share_id = "0f611fdf-4c5a-400b-b45a-95be2481333b"
     result = run(site(**{"share.existingId": share_id})).ok()

@@ -9,30 +9,21 @@ with nothing listening fails every check that can run, quickly, one line per che
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from sitectl.__main__ import main
 from sitectl.verify import VerifyError, parse_resolve
 from sitectl.verify_checks import discovery_candidates
 from tests.login.processes import free_port, port_is_free
 from tests.sites import ROOT, espsrc, site
+from tests.verify_runner import run_verify, verify_env, write_stack
 
 HOST = "notebook.espsrc.iaa.csic.es"
-
-
-def write_stack(path: Path, settings: dict[str, Any]) -> Path:
-    path.write_text(
-        yaml.safe_dump({"config": {f"jupyterhub-platform:{k}": v for k, v in settings.items()}})
-    )
-    return path
 
 
 def unreachable_espsrc(tmp_path: Path) -> Path:
@@ -57,33 +48,16 @@ def unreachable_espsrc(tmp_path: Path) -> Path:
     )
 
 
-def sitectl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("JHP_")}
-    # No Pulumi CLI is asked: the tests pass --outputs, or want none.
-    clean["PATH"] = os.path.dirname(sys.executable) + ":/usr/bin:/bin"
-    return subprocess.run(
-        [sys.executable, "-m", "sitectl", "verify", *args],
-        cwd=ROOT,
-        env={**clean, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_unreachable_site_fails_fast_one_line_per_check(tmp_path: Path) -> None:
     """The acceptance case, through make as the operator runs it."""
     stack = unreachable_espsrc(tmp_path)
     report = tmp_path / "report.json"
     args = f"--stack-file {stack} --resolve {HOST}:127.0.0.1 --json {report}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JHP_")}
-    env["PATH"] = os.path.dirname(sys.executable) + ":/usr/bin:/bin"
     started = time.monotonic()
     proc = subprocess.run(
         ["make", "-s", "verify", "STACK=espsrc", f"ARGS={args}"],
         cwd=ROOT,
-        env=env,
+        env=verify_env(),
         capture_output=True,
         text=True,
         timeout=60,
@@ -126,7 +100,7 @@ def test_unreachable_site_fails_fast_one_line_per_check(tmp_path: Path) -> None:
 
 
 def test_dependent_checks_are_skipped_when_discovery_fails(tmp_path: Path) -> None:
-    proc = sitectl(
+    proc, _ = run_verify(
         "espsrc", "--stack-file", str(unreachable_espsrc(tmp_path)), "--only", "identity-provider"
     )
     assert proc.returncode == 1
@@ -176,10 +150,6 @@ def test_bad_input_exits_2_with_one_line(
         # Written after every check had run, as a traceback.
         (["--json", "/"], "error: --json /: is a directory"),
         (["--json", "/nonexistent/r.json"], "error: --json /nonexistent/r.json: its folder"),
-        (
-            ["--ssh-key-file", str(ROOT / "assets" / "logo-placeholder.png")],
-            f"error: --ssh-key-file {ROOT / 'assets' / 'logo-placeholder.png'}: is not a text",
-        ),
     ],
 )
 def test_bad_options_exit_2_before_any_check(
@@ -205,6 +175,30 @@ def test_outputs_file_missing_a_key_exits_2(
     assert capsys.readouterr().err == (
         f"error: --outputs {outputs}: has no 'share_export_path'; expected the output of "
         "`pulumi stack output --json --show-secrets -s espsrc`\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "hub_url", ["https://notebook.other-site.example/", f"http://{HOST}/", "https://127.0.0.1/"]
+)
+def test_outputs_of_another_site_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], hub_url: str
+) -> None:
+    """The session check sends the token to hub_url: never to another host, nor in clear."""
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({
+        "hub_url": hub_url, "oauth_callback_url": f"{hub_url}hub/oauth_callback",
+        "share_export_path": "m:6789:/volumes/x", "storage_class": "s",
+        "health_check_token": "a-token-for-another-site",
+    }))  # fmt: skip
+    # --only session needs --spawn (no check left is refused); should the outputs pass,
+    # the session reaches 127.0.0.1 at most (.example names resolve nowhere).
+    local = ["--resolve", f"{HOST}:127.0.0.1", "--timeout", "2", "--spawn-timeout", "2"]
+    args = ["--outputs", str(outputs), "--only", "session", "--spawn", *local]
+    assert main(["verify", "espsrc", *args]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --outputs {outputs}: hub_url '{hub_url}' is not on https://{HOST}/ as the "
+        "stack file says (outputs of another stack?); verify sends the health-check token there\n"
     )
 
 
@@ -256,8 +250,7 @@ def test_secrets_from_the_environment_never_shown(tmp_path: Path) -> None:
             }
         )
     )
-    report = tmp_path / "r.json"
-    proc = sitectl(
+    proc, report = run_verify(
         "espsrc",
         "--stack-file",
         str(unreachable_espsrc(tmp_path)),
@@ -268,18 +261,28 @@ def test_secrets_from_the_environment_never_shown(tmp_path: Path) -> None:
         "--spawn",
         "--only",
         "session,node-mounts",
-        "--json",
-        str(report),
         env={"JHP_VERIFY_TOKEN": token, "JHP_SECRET_sshPrivateKey": key},
+        report=tmp_path / "r.json",
+        hidden=(token, "c2VjcmV0LWtleS1vZi10ZXN0cw"),
     )
     assert proc.returncode == 1
-    shown = proc.stdout + proc.stderr + report.read_text()
-    assert token not in shown and "c2VjcmV0LWtleS1vZi10ZXN0cw" not in shown
-    results = {r["name"]: r for r in json.loads(report.read_text())["results"]}
+    assert report is not None
+    results = {r["name"]: r for r in report["results"]}
     # espsrc pins no host keys: no key is sent to an unpinned host.
     assert results["share k8s-master-0"]["status"] == "skipped"
     assert "hostKey is not set" in results["share k8s-master-0"]["detail"]
     assert results["spawn, use, stop"]["status"] == "FAIL"
+
+
+def test_an_ssh_key_file_that_is_not_text_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = tmp_path / "key"
+    key.write_bytes(b"\xff\xfe-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    assert main(["verify", "espsrc", "--ssh-key-file", str(key), "--only", "node-mounts"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"error: --ssh-key-file {key}: cannot be read (not text)\n"
 
 
 def test_discovery_candidates_cover_iam_and_keycloak() -> None:
@@ -300,5 +303,89 @@ def test_resolve_takes_ipv4_and_ipv6() -> None:
         "hub.example.org": "192.0.2.1",
         "hub6.example.org": "2001:db8::1",
     }
-    with pytest.raises(VerifyError):
+    # An IPv6 address without brackets cannot be told from a port: refused, not guessed.
+    with pytest.raises(VerifyError, match=r"^--resolve 'hub.example.org:2001:db8::1': expected"):
         parse_resolve(["hub.example.org:2001:db8::1"])
+
+
+# -- a hub that echoes the request's credentials ------------------------------------------
+ECHO_TOKEN = "c0ffee" * 10 + "d00d"
+# Where verify cuts a body it quotes: the token is echoed so that the cut falls at each
+# place inside it (and just before and after).
+BODY_LIMIT = 200
+
+
+class _EchoingHub:
+    """A hub on 127.0.0.1 that answers the health check's calls with bodies echoing its
+    Authorization header: `where` says which answer (the user's record, or the spawn's
+    progress stream), `pad` how much text comes before the header."""
+
+    def __init__(self, where: str) -> None:
+        import http.server
+        import threading
+
+        self.pad = 0
+        hub = self
+
+        def echo(handler: http.server.BaseHTTPRequestHandler) -> bytes:
+            return ("x" * hub.pad + handler.headers.get("Authorization", "")).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path.endswith("/server/progress") or where == "user":
+                    self._answer(403, echo(self))
+                else:
+                    self._answer(200, b'{"name": "platform-health-check", "servers": {}}')
+
+            def do_POST(self) -> None:
+                self._answer(202, b"")
+
+            def do_DELETE(self) -> None:
+                self._answer(204, b"")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("where", ["user", "progress"])
+def test_an_echoed_token_is_never_shown_even_in_part(where: str) -> None:
+    """A body quoted in a failure is cut short; the token must be replaced before the cut,
+    or the cut leaves a part of it that the last guard no longer recognises."""
+    from sitectl.probe import Client
+    from sitectl.verify import Inputs, load_site, run_checks
+
+    site = load_site(ROOT / "Pulumi.espsrc.yaml", ROOT)
+    hub = _EchoingHub(where)
+    inputs = Inputs(
+        stack="espsrc",
+        site=site,
+        outputs={"hub_url": hub.url},
+        outputs_note="test",
+        client=Client(),
+        token=ECHO_TOKEN,
+    )
+    try:
+        # How much comes before the header: the cut falls at every place in the token.
+        for pad in range(BODY_LIMIT - len("token ") - len(ECHO_TOKEN) - 2, BODY_LIMIT + 2):
+            hub.pad = pad
+            [result] = run_checks(inputs, ["session"], lambda _: None, lambda _: None)
+            assert result.status == "FAIL"
+            shown = result.detail + result.advice
+            assert "x" * 20 in shown, f"the body is not quoted: {shown}"
+            assert ECHO_TOKEN[:4] not in shown, f"part of the token shown (pad {pad}): {shown}"
+    finally:
+        hub.close()

@@ -319,7 +319,9 @@ if [[ -d $MOUNT_PATH && -z $(mounted_here) ]]; then
 fi
 
 # --- client and credentials -------------------------------------------------------
-install -d -m 0755 "$CEPH_DIR"
+# Made when missing, never opened up: an administrator may have closed it (0750) over
+# keyrings written world-readable by hand.
+[[ -d $CEPH_DIR ]] || install -d -m 0755 "$CEPH_DIR"
 if [[ $ENFORCE_CAPACITY == yes ]]; then
     ensure_command setfattr attr
     ensure_command getfattr attr
@@ -423,7 +425,11 @@ keep_changes
 chown 0:0 "$MOUNT_PATH"
 chmod 0700 "$MOUNT_PATH"
 
-if put_file "$FSTAB" 0644 "$new_fstab"; then
+# fstab keeps its mode: an administrator may have made it 0600 for another mount's
+# credentials, which a rewrite must not make readable to every local user.
+fstab_mode=644
+[[ ! -f $FSTAB ]] || fstab_mode=$(mode_of "$FSTAB")
+if put_file "$FSTAB" "$fstab_mode" "$new_fstab"; then
     fstab_state="fstab updated"
 else
     fstab_state="fstab unchanged"
@@ -449,7 +455,9 @@ dropin=$(printf '%s\n%s\n%s' "[Unit]" \
 for unit in k3s k3s-agent; do
     for dir in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
         if [[ -f $dir/$unit.service ]]; then
-            install -d -m 0755 "/etc/systemd/system/$unit.service.d"
+            # Created when missing; an existing drop-in directory keeps its own mode.
+            [[ -d /etc/systemd/system/$unit.service.d ]] ||
+                install -d -m 0755 "/etc/systemd/system/$unit.service.d"
             if put_file "/etc/systemd/system/$unit.service.d/$DROPIN_NAME" 0644 "$dropin"; then
                 reload=yes
             fi

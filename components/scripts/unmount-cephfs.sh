@@ -133,7 +133,8 @@ fstab_lines() {
 if [[ -f $FSTAB && -n $(fstab_lines ours) ]]; then
     tmp=$(mktemp "$(dirname "$FSTAB")/.jupyterhub-platform.XXXXXX")
     fstab_lines others >"$tmp"
-    chmod 0644 "$tmp"
+    # Its own mode kept (0600 where it holds another mount's credentials).
+    chmod "$(stat -c %a "$FSTAB")" "$tmp"
     # On disk before the rename (and the rename after it): a crash must leave the old
     # fstab or the new one, never an empty file.
     sync -- "$tmp"

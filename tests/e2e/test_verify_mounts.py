@@ -10,25 +10,21 @@ ssh client, the stack's one key from the environment, only the pinned host keys 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.sites import site
+from tests.verify_runner import run_verify, write_stack
 
 from .ceph_cluster import CephCluster
 from .ssh_host import SshHost
 from .test_node_mounts import MOUNT, create, new_share, ok, settings
 
 pytestmark = pytest.mark.e2e
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _as_a_k3s_node(host: SshHost) -> None:
@@ -73,10 +69,7 @@ def _verify(
             "share.cephUser": share_user,
         },
     )
-    stack = tmp_path / "Pulumi.e2e.yaml"
-    stack.write_text(
-        yaml.safe_dump({"config": {f"jupyterhub-platform:{k}": v for k, v in settings_.items()}})
-    )
+    stack = write_stack(tmp_path / "Pulumi.e2e.yaml", settings_)
     outputs = tmp_path / "outputs.json"
     outputs.write_text(
         json.dumps(
@@ -88,35 +81,21 @@ def _verify(
             }
         )
     )
-    report = tmp_path / "report.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JHP_")}
-    env["JHP_SECRET_sshPrivateKey"] = key
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sitectl",
-            "verify",
-            "e2e",
-            "--stack-file",
-            str(stack),
-            "--outputs",
-            str(outputs),
-            "--only",
-            "node-mounts",
-            "--json",
-            str(report),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    proc, report = run_verify(
+        "e2e",
+        "--stack-file",
+        str(stack),
+        "--outputs",
+        str(outputs),
+        "--only",
+        "node-mounts",
+        env={"JHP_SECRET_sshPrivateKey": key},
+        report=tmp_path / "report.json",
+        hidden=[key.strip().splitlines()[1]],
         timeout=120,
-        check=False,
     )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert key.strip().splitlines()[1] not in proc.stdout + proc.stderr, "the SSH key was shown"
-    return proc, {r["name"]: r for r in json.loads(report.read_text())["results"]}
+    assert report is not None, proc.stderr
+    return proc, {r["name"]: r for r in report["results"]}
 
 
 def test_verify_names_each_node_without_the_share_as_mounted(

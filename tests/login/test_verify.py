@@ -15,21 +15,19 @@ name it with its advice while the other checks still pass.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from tests.verify_runner import run_verify, write_stack
 
 from .chain import HUB_HOST, LoginChain, RunningSite, SiteSpec
 
 pytestmark = [pytest.mark.login, pytest.mark.timeout(300)]
 
-REPO = Path(__file__).resolve().parents[2]
 SITES = [
     SiteSpec("verify-ok", spawner="local"),
     # The provider has the callback of an older deployment, and the hub requests one
@@ -61,47 +59,29 @@ def verify(
         settings["hub"] = json.loads(json.dumps(settings["hub"]))
         settings["hub"]["oauth"]["scopes"] = ["openid", "profile", "email", "offline_access"]
     settings.update(stack_changes or {})
-    stack_file = tmp_path / "Pulumi.login.yaml"
-    stack_file.write_text(
-        yaml.safe_dump({"config": {f"jupyterhub-platform:{k}": v for k, v in settings.items()}})
-    )
+    stack_file = write_stack(tmp_path / "Pulumi.login.yaml", settings)
     outputs = tmp_path / "outputs.json"
     outputs.write_text(json.dumps(generated.outputs))
     outputs.chmod(0o600)
-    report = tmp_path / "report.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JHP_")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sitectl",
-            "verify",
-            "login",
-            "--stack-file",
-            str(stack_file),
-            "--outputs",
-            str(outputs),
-            "--ca-file",
-            str(chain.ca.cert_path),
-            "--resolve",
-            f"{HUB_HOST}:127.0.0.1",
-            "--skip",
-            "node-mounts",
-            "--json",
-            str(report),
-            *args,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
+    proc, report = run_verify(
+        "login",
+        "--stack-file",
+        str(stack_file),
+        "--outputs",
+        str(outputs),
+        "--ca-file",
+        str(chain.ca.cert_path),
+        "--resolve",
+        f"{HUB_HOST}:127.0.0.1",
+        "--skip",
+        "node-mounts",
+        *args,
+        report=tmp_path / "report.json",
+        hidden=[generated.outputs["health_check_token"]],
         timeout=120,
-        check=False,
     )
-    assert "Traceback" not in proc.stderr, proc.stderr
-    token = generated.outputs["health_check_token"]
-    assert token not in proc.stdout + proc.stderr + report.read_text(), "the token was shown"
-    return proc, json.loads(report.read_text())
+    assert report is not None, proc.stderr
+    return proc, report
 
 
 def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
