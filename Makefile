@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= espsrc
+# Recipes read these from the environment ("$$STACK"), never as text in the shell line:
+# `make plan STACK='x;cmd'` would run cmd.
+export STACK POLICY_CONFIG
 
 # What the program and the offline plan need at run time.
 RUN_REQUIREMENTS := requirements.txt $(wildcard policy/requirements.txt)
@@ -81,12 +84,12 @@ test: $(VENV)/.installed-dev hub-venvs test-deps lint typecheck unit
 # is not echoed: ARGS may hold a --secret, which belongs in neither logs nor scrollback.
 plan:
 	+@$(BUILD) $(VENV)/.installed-run $(HELM_PINNED)
-	+@$(BIN)/python -m sitectl plan $(STACK) $(if $(POLICY_CONFIG),--policy-config $(POLICY_CONFIG)) $(ARGS)
+	+@$(BIN)/python -m sitectl plan "$$STACK" $${POLICY_CONFIG:+--policy-config "$$POLICY_CONFIG"} $(ARGS)
 
 # The deployed site, checked from here (docs/after-deploying.md).
 verify:
 	+@$(BUILD) $(VENV)/.installed-run
-	+@$(BIN)/python -m sitectl verify $(STACK) $(ARGS)
+	+@$(BIN)/python -m sitectl verify "$$STACK" $(ARGS)
 
 # A stack file for a new site, from the template: fill its "<fill in>" values, then plan.
 new-site: $(VENV)/.installed-run

@@ -15,6 +15,7 @@ import difflib
 import itertools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -58,6 +59,10 @@ TEMPLATE_PLACEHOLDER = "<fill in>"
 REQUIRED_SCOPES = ("openid", "profile", "email", "offline_access")
 # k3s ships (and rewrites on restart) a local-path provisioner under these names.
 K3S_RESERVED_CLASS_NAMES = frozenset({"local-path"})
+# Namespaces every cluster has: the program cannot create them (and must not own them).
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+# Helm 3 refuses a longer release name (chartutil.ValidateReleaseName).
+HELM_RELEASE_NAME_MAX = 53
 
 
 class ConfigError(pulumi.RunError):
@@ -535,9 +540,33 @@ def _secret_in_code(code: str) -> bool:
     return False
 
 
+# The jupyterhub chart's defaults for the ids its pods run as (values.yaml of 3.x and 4.x:
+# singleuser.uid, singleuser.fsGid, hub.containerSecurityContext.runAsUser,
+# hub.podSecurityContext.fsGroup); a site may change them through hub.extraValues. The
+# storage provisioner's setup script chowns every new volume to them.
+CHART_POD_IDS = {
+    ("singleuser", "uid"): 1000,
+    ("singleuser", "fsGid"): 100,
+    ("hub", "containerSecurityContext", "runAsUser"): 1000,
+    ("hub", "podSecurityContext", "fsGroup"): 1000,
+}
+
+
+def pod_id(extra_values: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The id hub.extraValues sets at `path`, or the chart's default."""
+    value: Any = extra_values
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return CHART_POD_IDS[path] if value is None else value
+
+
+def is_pod_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
 class HubSettings(_Model):
     namespace: DnsLabel = Field(description="Kubernetes namespace of the hub")
-    release: DnsLabel = Field(description="Helm release name")
+    release: DnsLabel = Field(description="Helm release name (at most 53 characters)")
     chart_version: SemVer = Field(
         default=DEFAULT_CHART_VERSION,
         description="jupyterhub chart: " + ", ".join(SUPPORTED_CHARTS),
@@ -588,18 +617,64 @@ class HubSettings(_Model):
             )
         return value
 
+    @model_validator(mode="after")
+    def _pod_ids_are_numeric(self) -> HubSettings:
+        # Checked with the settings, not when the storage class is built: by then the
+        # share and the node mounts are registered.
+        for path in CHART_POD_IDS:
+            value = pod_id(self.extra_values, path)
+            if not is_pod_id(value):
+                raise KeyedError(
+                    "extraValues." + ".".join(path),
+                    value,
+                    "is not a numeric uid/gid (0 to 2147483647)",
+                )
+        return self
+
+    @field_validator("release")
+    @classmethod
+    def _helm_release_name(cls, value: str) -> str:
+        if len(value) > HELM_RELEASE_NAME_MAX:
+            raise ValueError(
+                f"is longer than the {HELM_RELEASE_NAME_MAX} characters Helm allows a release name"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _namespace_of_its_own(self) -> HubSettings:
+        # An adopted release keeps the namespace it runs in, whichever; a new one gets
+        # a namespace the program creates.
+        if self.namespace in SYSTEM_NAMESPACES and not self.adopt_release:
+            raise KeyedError(
+                "namespace",
+                self.namespace,
+                "is a namespace every cluster has; choose one of the hub's own (or adopt the "
+                "release that runs there: hub.adoptRelease)",
+            )
+        return self
+
     @field_validator("logo")
     @classmethod
     def _logo_in_repository(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return value
         root = (info.context or {}).get("project_dir", PROJECT_DIR)
-        path = (root / value).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        try:
+            path = (root / value).resolve()
+            inside = path.is_relative_to(root) and path.is_file()
+        except (OSError, ValueError):
+            # A name too long or with a NUL byte: the OS's own words would name no key
+            # (and a bare OSError is no validation error: it would end the program).
+            inside = False
+        if not inside:
             raise ValueError("is not a file inside this repository")
-        if path.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+        try:
+            head, size = path.read_bytes()[:8], path.stat().st_size
+        except OSError as err:
+            raise ValueError(f"cannot be read ({err.strerror})") from None
+        if head != b"\x89PNG\r\n\x1a\n":
             raise ValueError("is not a PNG file")
-        if path.stat().st_size > 256 * 1024:
+        if size > 256 * 1024:
             raise ValueError("is larger than 256 KiB (it travels in a Kubernetes Secret)")
         return value
 
@@ -762,14 +837,31 @@ class NodesSettings(_Model):
         return self
 
     @model_validator(mode="after")
+    def _mount_keeps_the_login(self) -> NodesSettings:
+        # Mounted over the SSH user's home, the share hides its ~/.ssh/authorized_keys: the
+        # next run of the node step could not log in. (/home itself is refused as a
+        # directory that holds others.)
+        if self.mount_path == f"/home/{self.ssh_user}":
+            raise KeyedError(
+                "mountPath",
+                self.mount_path,
+                f"is the home of nodes.sshUser {self.ssh_user}: the share would hide its "
+                "~/.ssh, and the deploy could no longer log in; use a directory of its own "
+                "such as /mnt/k8s-shared",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _unique_hosts(self) -> NodesSettings:
         for attr, key in (("name", "name"), ("address", "address")):
             seen: set[str] = set()
             for i, host in enumerate(self.hosts):
                 value = getattr(host, attr)
-                if value in seen:
+                # 2001:db8::1 and 2001:DB8:0::1 are one node written twice.
+                same = v.same_host(value) if attr == "address" else value
+                if same in seen:
                     raise KeyedError(f"hosts[{i}].{key}", value, "is used by another node")
-                seen.add(value)
+                seen.add(same)
         return self
 
 
@@ -814,6 +906,16 @@ class StorageSettings(_Model):
         description="image of the provisioner's helper pod: sh, chown, chmod, mkdir, rm, and "
         "setfattr when enforceCapacity is on",
     )
+
+    @field_validator("namespace")
+    @classmethod
+    def _not_a_system_namespace(cls, value: str) -> str:
+        if value in SYSTEM_NAMESPACES:
+            raise ValueError(
+                "is a namespace every cluster has; the program creates the provisioner's "
+                "namespace: choose one of its own"
+            )
+        return value
 
     @field_validator("class_name")
     @classmethod
@@ -877,6 +979,17 @@ class SiteConfig(_Model):
         return f"https://{self.site.hub_host}{self.hub.base_url}"
 
     @model_validator(mode="after")
+    def _namespaces_apart(self) -> SiteConfig:
+        # Both components create their namespace: the second create would fail.
+        if self.storage.namespace == self.hub.namespace:
+            raise KeyedError(
+                "storage.namespace",
+                self.storage.namespace,
+                "is hub.namespace too; the provisioner needs a namespace of its own",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _chart_runs_on_the_cluster(self) -> SiteConfig:
         chart = SUPPORTED_CHARTS.get(self.hub.chart_version)
         version = self.site.kubernetes_version
@@ -918,9 +1031,10 @@ def _key(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif re.search(r"[\s\x00-\x1f\x7f-\x9f]", str(part)):
-            # A key that is not a plain name (a space, a control character) is shown quoted,
-            # so the line stays one line and says where the odd key is.
+        elif re.search(r"[\s.\[\]]", str(part)) or not str(part).isprintable():
+            # A key that is not a plain name (a space, a control character, an invisible or
+            # a direction-changing one, a dot or bracket that would read as a path) is shown
+            # quoted, so the line stays one line and says where the odd key is.
             out += f"[{json.dumps(str(part), ensure_ascii=True)}]"
         else:
             out += f".{part}" if out else str(part)
@@ -960,6 +1074,8 @@ _TYPE_WORDS = {
     "int_type": "is not a whole number",
     "int_parsing": "is not a whole number",
     "int_from_float": "is not a whole number",
+    "finite_number": "is not a whole number",  # .nan or .inf where an integer goes
+    "int_parsing_size": "is not a whole number of a usable size",
     "float_type": "is not a number",
     "float_parsing": "is not a number",
     "bool_type": "is not true or false",
@@ -978,7 +1094,7 @@ def _describe(error: Any, raw: dict[str, Any]) -> str:
     if kind == "value_error" and isinstance(ctx.get("error"), KeyedError):
         keyed: KeyedError = ctx["error"]
         shown = "" if keyed.value is HIDDEN else f"{_show(keyed.value)} "
-        return f"{_key((*loc, keyed.key))}: {shown}{keyed.expected}"
+        return f"{_key((*loc, *_key_parts(keyed.key)))}: {shown}{keyed.expected}"
     if loc and loc[-1] == "[key]":
         # A bad key of a map: name the map, and show the key as the bad value.
         return f"{_key(loc[:-2])}: key {_show(loc[-2])} {ctx.get('error', error['msg'])}"
@@ -987,6 +1103,15 @@ def _describe(error: Any, raw: dict[str, Any]) -> str:
     if kind == "missing":
         what = _description(loc)
         return f"{key}: is missing; it is required{f' ({what})' if what else ''}"
+    if kind == "extra_forbidden" and "." in str(loc[-1]):
+        # `pulumi config set hub.nodePort 1` (no --path) makes one key of the whole name.
+        spelt = (*loc[:-1], *str(loc[-1]).split("."))
+        if str(spelt[-1]) in _field_names(_model_at(spelt[:-1])):
+            dotted = ".".join(str(part) for part in spelt)
+            return (
+                f"{key}: is one key with dots in its name, not {dotted}; "
+                f"`pulumi config set --path {dotted} VALUE` sets {dotted}"
+            )
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])
         known = sorted(_field_names(parent))
@@ -1141,9 +1266,14 @@ def _loc(error: Any) -> tuple[int | str, ...]:
     loc = tuple(error["loc"])
     keyed = (error.get("ctx") or {}).get("error")
     if isinstance(keyed, KeyedError):
-        parts = re.findall(r"[^.\[\]]+|\[\d+\]", keyed.key)
-        loc += tuple(int(p[1:-1]) if p.startswith("[") else p for p in parts)
+        loc += _key_parts(keyed.key)
     return loc
+
+
+def _key_parts(key: str) -> tuple[int | str, ...]:
+    """A KeyedError's dotted key (hosts[0].hostKey) as the parts of a location."""
+    parts = re.findall(r"[^.\[\]]+|\[\d+\]", key)
+    return tuple(int(p[1:-1]) if p.startswith("[") else p for p in parts)
 
 
 def _under(loc: tuple[int | str, ...], unfilled: list[tuple[int | str, ...]]) -> bool:
@@ -1154,7 +1284,30 @@ def _stack_keys() -> dict[str, Any]:
     """Every `jupyterhub-platform:` key the stack sets, without the prefix."""
     prefix = f"{PROJECT}:"
     merged = {**get_config_env(), **_RUNTIME_CONFIG.get()}
+    misspelt = misspelt_namespaces(merged)
+    if misspelt:
+        raise ConfigError("\n".join(misspelt))
     return {k[len(prefix) :]: val for k, val in merged.items() if k.startswith(prefix)}
+
+
+def misspelt_namespaces(keys: Iterable[str]) -> list[str]:
+    """A line for each config key whose namespace is this project's misspelt.
+
+    The program reads only `jupyterhub-platform:` keys: `jupyterhub-plaform:hub` would be
+    ignored without a word, and the site told that hub is missing."""
+    lines = []
+    for key in keys:
+        namespace, colon, name = key.rpartition(":")
+        if not colon or namespace == PROJECT:
+            continue
+        if namespace.lower() == PROJECT or difflib.get_close_matches(
+            namespace, [PROJECT], cutoff=0.8
+        ):
+            lines.append(
+                f"{key}: is not read: its namespace is not {PROJECT}; "
+                f"did you mean {PROJECT}:{name}?"
+            )
+    return lines
 
 
 def decode_config_value(value: Any) -> Any:

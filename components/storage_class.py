@@ -21,7 +21,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.config import ConfigError, HubSettings, StorageSettings
+from components.config import (
+    CHART_POD_IDS,
+    ConfigError,
+    HubSettings,
+    StorageSettings,
+    is_pod_id,
+    pod_id,
+)
 from components.node_scripts import VolumeOwners, volume_script
 
 PROVISIONER_IMAGE = "docker.io/rancher/local-path-provisioner:v0.0.37"
@@ -35,27 +42,13 @@ def provisioner_name(class_name: str) -> str:
     return f"jupyterhub-platform/{class_name}"
 
 
-# The jupyterhub chart's defaults for the ids its pods run as (values.yaml of 3.x and 4.x:
-# singleuser.uid, singleuser.fsGid, hub.containerSecurityContext.runAsUser,
-# hub.podSecurityContext.fsGroup); a site may change them through hub.extraValues.
-CHART_POD_IDS = {
-    ("singleuser", "uid"): 1000,
-    ("singleuser", "fsGid"): 100,
-    ("hub", "containerSecurityContext", "runAsUser"): 1000,
-    ("hub", "podSecurityContext", "fsGroup"): 1000,
-}
-
-
 def volume_owners(hub: HubSettings) -> VolumeOwners:
     """The ids the hub's pods run as: the chart's defaults, or what hub.extraValues sets."""
     ids = {}
-    for path, default in CHART_POD_IDS.items():
-        value: object = hub.extra_values
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if value is None:
-            value = default
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+    for path in CHART_POD_IDS:
+        value = pod_id(hub.extra_values, path)
+        # The config model refuses these already; kept for a HubSettings built otherwise.
+        if not is_pod_id(value):
             key = ".".join(path)
             raise ConfigError(
                 f"hub.extraValues.{key}: {value!r} is not a numeric uid/gid (0 to 2147483647)"

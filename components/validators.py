@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from urllib.parse import urlsplit
 
 # RFC 1123 label, as Kubernetes uses it for namespaces, release and node names.
@@ -81,10 +82,34 @@ def host_address(value: str) -> str:
         ipaddress.ip_address(value)
     except ValueError:
         try:
+            socket.inet_aton(value)
+        except (OSError, ValueError):  # ValueError: a NUL character
+            pass
+        else:
+            # 192.168.0.010, 127.1, 0x7f000001: no IP address to Python, so a DNS name to
+            # this check, but an address to getaddrinfo and HAProxy (192.168.0.8, 127.0.0.1),
+            # and not the one compared with the other nodes'.
+            raise ValueError(
+                "is an IPv4 address with leading zeros, in hex or in fewer than four parts, "
+                "which tools read differently; write four decimal numbers, such as 192.0.2.10"
+            ) from None
+        try:
             dns_name(value)
         except ValueError:
             raise ValueError("is not an IP address or a lowercase DNS name") from None
     return value
+
+
+def same_host(value: str) -> str:
+    """The form two addresses of one host share: an IP address compressed, an IPv4-mapped
+    IPv6 address as its IPv4 address; a DNS name as it is (already lowercase)."""
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return value
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.compressed
 
 
 def https_url(value: str) -> str:

@@ -206,8 +206,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`python -m sitectl charts VERSION...`: have each package at hand, print its path."""
+    from components.validators import semver
+
     code = 0
     for version in args.versions:
+        try:
+            # Before any file name or request is made of it.
+            semver(version)
+        except ValueError as err:
+            print(f"error: VERSION {version!r}: {err}", file=sys.stderr)
+            code = 2
+            continue
         try:
             print(resolve_chart(version))
         except (ChartUnavailableError, ChartPackageError) as err:

@@ -35,10 +35,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: STACK: {args.site!r} {err}", file=sys.stderr)
         return 2
     out: Path = args.dir / f"Pulumi.{args.site}.yaml"
-    if out.exists():
+    text = TEMPLATE.read_text(encoding="utf-8").replace("@SITE@", args.site)
+    try:
+        # "x": never over an existing stack file, even one made since a check.
+        with out.open("x", encoding="utf-8") as file:
+            file.write(text)
+    except FileExistsError:
         print(f"error: {out} exists; a new site needs a name of its own", file=sys.stderr)
         return 2
-    out.write_text(TEMPLATE.read_text(encoding="utf-8").replace("@SITE@", args.site))
+    except OSError as err:
+        print(f"error: --dir {args.dir}: cannot be written to ({err.strerror})", file=sys.stderr)
+        return 2
     print(f"wrote {out}")
     print(f'next: fill every "<fill in>" value, then `make plan STACK={args.site}`')
     return 0

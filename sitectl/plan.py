@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import difflib
 import json
 import os
 import re
@@ -42,7 +43,13 @@ import yaml
 
 from sitectl import gc_tuning
 from sitectl.mockrun import PROJECT_DIR, ProgramRun, Registered, Secret, redact, reveal
-from sitectl.stackfile import StackFile, StackFileError, load_stack_file
+from sitectl.stackfile import (
+    StackFile,
+    StackFileError,
+    check_readable,
+    check_stack_name,
+    load_stack_file,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -333,6 +340,27 @@ def secrets_from_files(values: Sequence[str], project: str) -> dict[str, str]:
     return secrets
 
 
+def check_secret_keys(label: str, secrets: Mapping[str, str], project: str) -> None:
+    """PlanError for a secret given to a setting of the project that is not a secret.
+
+    Such a value lands in a plain setting, whose error line shows it (`site: "..." is not
+    a map of settings`); a misspelt secret key is told apart here too."""
+    from components.config import SiteConfig
+
+    names = SiteConfig.SECRET_KEYS
+    for key in secrets:
+        namespace, _, name = key.partition(":")
+        if namespace == project and name not in names:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+            if not close:
+                close = [n for n in names if n.lower() == name.lower()]
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise PlanError(
+                f"{label}{name}: is not a secret setting; {hint}only {' and '.join(names)} "
+                "are (the others go in the stack file); the value is not shown"
+            )
+
+
 def secret_keys_needed(config: dict[str, str], project: str) -> list[str]:
     """The secret config keys the program requires for this config."""
     from components.config import decode_config_value, required_secret_keys
@@ -378,12 +406,13 @@ def build_plan(
     secrets: dict[str, str],
     project_dir: Path = PROJECT_DIR,
 ) -> Plan:
-    from components.config import ConfigError
+    from components.config import ConfigError, SiteConfig
     from sitectl.mockrun import run_program
 
     project = project_name(project_dir)
     try:
         stack_config = load_stack_file(stack_file, project)
+        check_readable(stack_config, project, SiteConfig.SECRET_KEYS)
     except StackFileError as err:
         raise PlanError(str(err)) from None
 
@@ -591,12 +620,24 @@ def reveal_partially(values: Any) -> Any:
 
 
 def write(plan: Plan, out: Path) -> dict[str, str]:
-    if out.exists() and any(out.iterdir()) and not (out / "plan.json").exists():
-        raise PlanError(f"--out {out}: exists and is not a plan directory; choose another")
+    if out.exists() and not out.is_dir():
+        raise PlanError(f"--out {out}: is not a directory; choose another")
     files = {
         "plan.json": json.dumps(plan.published, indent=2, sort_keys=True) + "\n",
         **rendered_files(plan),
     }
+    try:
+        _write_files(plan, out, files)
+    except OSError as err:
+        # Unwritable, read-only, full: one line, not a traceback.
+        where = f" ({err.filename})" if err.filename and str(err.filename) != str(out) else ""
+        raise PlanError(f"--out {out}: cannot be written: {err.strerror}{where}") from None
+    return files
+
+
+def _write_files(plan: Plan, out: Path, files: dict[str, str]) -> None:
+    if out.exists() and any(out.iterdir()) and not (out / "plan.json").exists():
+        raise PlanError(f"--out {out}: exists and is not a plan directory; choose another")
     # Files of an earlier plan that this one does not write (a removed node's scripts)
     # go; the others are rewritten only if their content changed: re-planning a site
     # mostly rewrites what it wrote before, and on ext4 overwriting a file with data
@@ -612,7 +653,6 @@ def write(plan: Plan, out: Path) -> dict[str, str]:
         directory.mkdir(parents=True, exist_ok=True)
     for relative, text in files.items():
         _write_if_changed(out / relative, plan.scrub(text))
-    return files
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -830,12 +870,19 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or PROJECT_DIR / "build" / "plan" / args.site
     secrets: dict[str, str] = {}
     try:
+        try:
+            check_stack_name(args.site)
+        except StackFileError as err:
+            raise PlanError(str(err)) from None
         project = project_name(PROJECT_DIR)
-        secrets = {
-            **secrets_from_environment(os.environ, project),
-            **secrets_from_files(args.secret_file, project),
-            **parse_secret_args(args.secret, project),
+        sources = {
+            SECRET_ENV_PREFIX: secrets_from_environment(os.environ, project),
+            "--secret-file ": secrets_from_files(args.secret_file, project),
+            "--secret ": parse_secret_args(args.secret, project),
         }
+        for label, given in sources.items():
+            check_secret_keys(label, given, project)
+        secrets = {k: v for given in sources.values() for k, v in given.items()}
         gc_tuning.tune()
         if args.no_render:
             plan = build_plan(args.site, stack_file, secrets)

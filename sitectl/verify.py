@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -38,7 +39,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sitectl.stackfile import StackFileError, load_stack_file
+from sitectl.stackfile import (
+    StackFileError,
+    check_readable,
+    check_stack_name,
+    load_stack_file,
+)
 
 if TYPE_CHECKING:
     from components.config import SiteConfig
@@ -162,22 +168,38 @@ def parse_resolve(values: Sequence[str]) -> dict[str, str]:
 
 
 def parse_groups(option: str, values: Sequence[str]) -> list[str]:
+    expected = f"expected one of {', '.join(GROUPS)}"
+    for value in values:
+        # An empty value (`--only "$ONLY"` with ONLY unset) named nothing, so every check ran.
+        if not value.strip(" ,"):
+            raise VerifyError(f"{option} {value!r}: {expected}")
     chosen = [g.strip() for v in values for g in v.split(",") if g.strip()]
     unknown = [g for g in chosen if g not in GROUPS]
     if unknown:
-        raise VerifyError(f"{option} {unknown[0]!r}: expected one of {', '.join(GROUPS)}")
+        raise VerifyError(f"{option} {unknown[0]!r}: {expected}")
     return chosen
 
 
 def load_site(stack_file: Path, project_dir: Path) -> SiteConfig:
-    from components.config import PROJECT, ConfigError, decode_config_value, parse_site_config
+    from components.config import (
+        PROJECT,
+        ConfigError,
+        SiteConfig,
+        decode_config_value,
+        misspelt_namespaces,
+        parse_site_config,
+    )
 
     try:
         stack = load_stack_file(stack_file, PROJECT)
+        check_readable(stack, PROJECT, SiteConfig.SECRET_KEYS)
     except StackFileError as err:
         raise VerifyError(str(err)) from None
+    misspelt = misspelt_namespaces([*stack.config, *stack.encrypted])
+    if misspelt:
+        raise VerifyError("\n".join(f"{stack_file}: {line}" for line in misspelt))
     prefix = f"{PROJECT}:"
-    secret_keys = {f"{prefix}{k}" for k in ("oauthClientSecret", "sshPrivateKey")}
+    secret_keys = {f"{prefix}{k}" for k in SiteConfig.SECRET_KEYS}
     raw = {
         key[len(prefix) :]: decode_config_value(value)
         for key, value in stack.config.items()
@@ -186,7 +208,9 @@ def load_site(stack_file: Path, project_dir: Path) -> SiteConfig:
     try:
         return parse_site_config(raw, project_dir)
     except ConfigError as err:
-        raise VerifyError(f"{stack_file}: {err}") from None
+        # One problem a line, each naming the file (run() marks every line an error).
+        lines = [f"{stack_file}: {line}" for line in str(err).splitlines()]
+        raise VerifyError("\n".join(lines)) from None
 
 
 def load_outputs(path: Path | None, stack: str) -> tuple[dict[str, Any], str]:
@@ -370,32 +394,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
 
 
+def check_options(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
+    """The --resolve map and the check groups to run, or VerifyError for a bad option."""
+    resolve = parse_resolve(args.resolve)
+    only = parse_groups("--only", args.only)
+    skip = parse_groups("--skip", args.skip)
+    if args.ca_file is not None and not args.ca_file.is_file():
+        raise VerifyError(f"--ca-file {args.ca_file}: is not a file")
+    # Not `<= 0`: NaN compares false with everything, and bounded nothing.
+    if not all(0 < t < math.inf for t in (args.timeout, args.spawn_timeout)):
+        raise VerifyError("--timeout and --spawn-timeout: expected a positive number")
+    # A run of no check printed "0 failed" and exited 0, as a site that passed does.
+    if "session" in only and not args.spawn:
+        raise VerifyError("--only session: the session check runs only with --spawn")
+    groups = [g for g in (only or GROUPS) if g not in skip]
+    if not groups:
+        raise VerifyError("--only and --skip: leave no check to run")
+    if args.json is not None:
+        # Checked now: the report is written after every check has run.
+        if args.json.is_dir():
+            raise VerifyError(f"--json {args.json}: is a directory; give a file name")
+        if not args.json.parent.is_dir():
+            raise VerifyError(f"--json {args.json}: its folder does not exist")
+    return resolve, groups
+
+
 def run(args: argparse.Namespace) -> int:
     from components.config import PROJECT_DIR
     from sitectl.probe import Client
 
     try:
+        try:
+            check_stack_name(args.site)
+        except StackFileError as err:
+            raise VerifyError(str(err)) from None
         stack_file = args.stack_file or PROJECT_DIR / f"Pulumi.{args.site}.yaml"
         if args.stack_file is None and not stack_file.is_file():
             raise VerifyError(
                 f"unknown stack {args.site!r}: there is no {stack_file.name} "
                 "(give the stack file with --stack-file)"
             )
-        resolve = parse_resolve(args.resolve)
-        only = parse_groups("--only", args.only)
-        skip = parse_groups("--skip", args.skip)
-        if args.ca_file is not None and not args.ca_file.is_file():
-            raise VerifyError(f"--ca-file {args.ca_file}: is not a file")
-        if args.timeout <= 0 or args.spawn_timeout <= 0:
-            raise VerifyError("--timeout and --spawn-timeout: expected a positive number")
+        resolve, groups = check_options(args)
         site = load_site(stack_file, PROJECT_DIR)
+        ssh_key, ssh_note = read_ssh_key(args.ssh_key_file)
         outputs, outputs_note = load_outputs(args.outputs, args.site)
         check_outputs_are_this_sites(
             outputs,
             site,
             f"--outputs {args.outputs}" if args.outputs else f"the outputs of stack {args.site}",
         )
-        ssh_key, ssh_note = read_ssh_key(args.ssh_key_file)
         try:
             client = Client(resolve=resolve, ca_file=str(args.ca_file) if args.ca_file else None)
         except (OSError, ValueError) as err:
@@ -403,7 +450,8 @@ def run(args: argparse.Namespace) -> int:
                 f"--ca-file {args.ca_file}: not a PEM CA certificate ({err})"
             ) from None
     except VerifyError as err:
-        print(f"error: {err}", file=sys.stderr)
+        for line in str(err).splitlines():
+            print(f"error: {line}", file=sys.stderr)
         return EXIT_INVALID
 
     token, token_note = read_token(outputs)
@@ -420,7 +468,6 @@ def run(args: argparse.Namespace) -> int:
         check_timeout=args.timeout,
         spawn_timeout=args.spawn_timeout,
     )
-    groups = [g for g in (only or GROUPS) if g not in skip]
     session_left_out = "session" in groups and not args.spawn
     if session_left_out:
         groups.remove("session")
@@ -453,5 +500,9 @@ def run(args: argparse.Namespace) -> int:
             "exitCode": code,
             "results": [asdict(r) for r in results],
         }
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        try:
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as err:
+            print(f"error: --json {args.json}: cannot be written ({err.strerror})", file=sys.stderr)
+            return EXIT_INVALID
     return code

@@ -207,3 +207,23 @@ def test_the_charts_command_fetches_into_the_cache(
     assert missing.returncode == 2
     assert missing.stderr.startswith("error: chart jupyterhub 9.8.0 cannot be had:")
     assert len(missing.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("version", ["latest", "4.4", "../../../x", "-v", "4.4.0; id"])
+def test_the_charts_command_refuses_what_is_no_chart_version(
+    version: str,
+    repository: Repository,
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each went to the repository (and '../../../x' into file names) before failing."""
+    from sitectl.__main__ import main
+
+    for key, value in {**env, "JHP_CHART_REPOSITORY": repository.url}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("JHP_CHART_DIR", raising=False)
+    assert main(["charts", "--", version]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: VERSION {version!r}: is not a chart version such as 3.1.0\n"
+    assert repository.requests == []

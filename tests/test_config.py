@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pulumi
@@ -19,6 +20,10 @@ EVIL = "203.0.113.9"
 SCOPED = (
     "is an IPv6 address with a scope id (%...): HAProxy cannot use a scoped address; give the "
     "node's global or unique-local address"
+)
+AMBIGUOUS = (
+    "is an IPv4 address with leading zeros, in hex or in fewer than four parts, which tools "
+    "read differently; write four decimal numbers, such as 192.0.2.10"
 )
 ALLOW_ALL_WITH_GROUPS = (
     "admits every account of the provider, whatever allowedGroups says (oauthenticator checks "
@@ -182,6 +187,15 @@ BAD: list[tuple[str, Any, str]] = [
     ("nodes.mountPath", "/usr/local/share", f'nodes.mountPath: "/usr/local/share" {SYSTEM_DIR}'),
     ("nodes.mountPath", "/mnt", f'nodes.mountPath: "/mnt" {SYSTEM_DIR}'),
     ("nodes.mountPath", "/home", f'nodes.mountPath: "/home" {SYSTEM_DIR}'),
+    # The SSH user's home: the share would hide its ~/.ssh/authorized_keys, and the next
+    # deploy could no longer log in to any node.
+    (
+        "nodes.mountPath",
+        "/home/ubuntu",
+        'nodes.mountPath: "/home/ubuntu" is the home of nodes.sshUser ubuntu: the share would '
+        "hide its ~/.ssh, and the deploy could no longer log in; use a directory of its own "
+        "such as /mnt/k8s-shared",
+    ),
     (
         "nodes.hosts[1].address",
         "192.168.250.195; reboot",
@@ -195,6 +209,30 @@ BAD: list[tuple[str, Any, str]] = [
         f'nodes.hosts[1].address: "fe80::1%eth0\\n    server evil {EVIL}:80 check" {SCOPED}',
     ),
     ("nodes.hosts[0].address", "fe80::1%eth0", f'nodes.hosts[0].address: "fe80::1%eth0" {SCOPED}'),
+    # Not an IP address to Python, so it passed as a DNS name; HAProxy and getaddrinfo read
+    # it as 192.168.250.8 and 127.0.0.1, another node than the one checked for duplicates.
+    (
+        "nodes.hosts[1].address",
+        "192.168.250.010",
+        f'nodes.hosts[1].address: "192.168.250.010" {AMBIGUOUS}',
+    ),
+    ("nodes.hosts[1].address", "127.1", f'nodes.hosts[1].address: "127.1" {AMBIGUOUS}'),
+    ("nodes.hosts[1].address", "0x7f000001", f'nodes.hosts[1].address: "0x7f000001" {AMBIGUOUS}'),
+    (
+        "nodes.hosts[1].address",
+        "a\x00b",
+        'nodes.hosts[1].address: "a\\u0000b" is not an IP address or a lowercase DNS name',
+    ),
+    (
+        "nodes.hosts",
+        [{"name": "a", "address": "2001:db8::1"}, {"name": "b", "address": "2001:DB8:0::1"}],
+        'nodes.hosts[1].address: "2001:DB8:0::1" is used by another node',
+    ),
+    (
+        "nodes.hosts",
+        [{"name": "a", "address": "192.0.2.1"}, {"name": "b", "address": "::ffff:192.0.2.1"}],
+        'nodes.hosts[1].address: "::ffff:192.0.2.1" is used by another node',
+    ),
     ("nodes.bastion.host", 'fe80::1%a "b', f'nodes.bastion.host: "fe80::1%a \\"b" {SCOPED}'),
     ("nodes.hosts[0].name", "K8S_master", f'nodes.hosts[0].name: "K8S_master" {DNS_LABEL}'),
     (
@@ -232,6 +270,11 @@ BAD: list[tuple[str, Any, str]] = [
         "'-', starting with a letter or digit, at most 64 characters, not 'admin')",
     ),
     ("share.sizeGb", 0, "share.sizeGb: 0 is not in 1-1000000"),
+    # YAML's .nan and 1e308: pydantic's own words ("is not valid: Input should be a finite
+    # number") said nothing the operator wrote.
+    ("share.sizeGb", float("nan"), "share.sizeGb: nan is not a whole number"),
+    ("hub.nodePort", float("inf"), "hub.nodePort: inf is not a whole number"),
+    ("nodes.sshPort", 1e308, "nodes.sshPort: 1e+308 is not a whole number of a usable size"),
     (
         "share.existingId",
         "abc",
@@ -266,6 +309,9 @@ BAD: list[tuple[str, Any, str]] = [
         'hub.logo: "../../etc/passwd" is not a file inside this repository',
     ),
     ("hub.logo", "Pulumi.yaml", 'hub.logo: "Pulumi.yaml" is not a PNG file'),
+    # Paths the file system refuses outright (too long, a NUL byte): the same line.
+    ("hub.logo", "a" * 300, f'hub.logo: "{"a" * 76}... is not a file inside this repository'),
+    ("hub.logo", "a\x00b", 'hub.logo: "a\\u0000b" is not a file inside this repository'),
     (
         "hub.profiles[0].displayName",
         "<script>alert(1)</script>",
@@ -299,6 +345,45 @@ BAD: list[tuple[str, Any, str]] = [
         "(letters, digits and '_')",
     ),
     ("nodes", "all", 'nodes: "all" is not a map of settings'),
+    # Valid names that fail `pulumi up` half way, after the share and the mounts: Helm
+    # refuses a release name over 53 characters; a namespace the cluster has already, or
+    # one used twice, cannot be created.
+    (
+        "hub.release",
+        "r" * 54,
+        f'hub.release: "{"r" * 54}" is longer than the 53 characters Helm allows a release name',
+    ),
+    (
+        "hub.namespace",
+        "kube-system",
+        'hub.namespace: "kube-system" is a namespace every cluster has; choose one of the hub\'s '
+        "own (or adopt the release that runs there: hub.adoptRelease)",
+    ),
+    (
+        "storage.namespace",
+        "default",
+        'storage.namespace: "default" is a namespace every cluster has; the program creates '
+        "the provisioner's namespace: choose one of its own",
+    ),
+    (
+        "storage.namespace",
+        "jhub-srcnet",
+        'storage.namespace: "jhub-srcnet" is hub.namespace too; the provisioner needs a '
+        "namespace of its own",
+    ),
+    # The storage provisioner chowns every new volume to these ids (in a shell script):
+    # refused with the settings, before the share and the node mounts are registered.
+    (
+        "hub.extraValues",
+        {"singleuser": {"uid": "$(id)"}},
+        'hub.extraValues.singleuser.uid: "$(id)" is not a numeric uid/gid (0 to 2147483647)',
+    ),
+    (
+        "hub.extraValues",
+        {"hub": {"podSecurityContext": {"fsGroup": True}}},
+        "hub.extraValues.hub.podSecurityContext.fsGroup: true is not a numeric uid/gid "
+        "(0 to 2147483647)",
+    ),
 ]
 
 
@@ -354,6 +439,76 @@ def test_unknown_top_level_key_is_named() -> None:
     result = run(settings)
     assert isinstance(result.error, ConfigError)
     assert str(result.error).startswith("hubb: is not a known setting; did you mean hub?")
+    assert result.resources == []
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [
+        ("a b", 'hub["a b"]'),
+        ("a\nb", 'hub["a\\nb"]'),
+        # Invisible, or reordering the rest of the line on a terminal: shown raw, the line
+        # read "hub.nodePort: is not a known setting; did you mean nodePort?".
+        ("nodePort\u200b", 'hub["nodePort\\u200b"]'),
+        ("node\u202etroP", 'hub["node\\u202etroP"]'),
+        ("nöde", "hub.nöde"),
+    ],
+)
+def test_an_odd_unknown_key_is_shown_so_it_can_be_told_apart(key: str, shown: str) -> None:
+    settings = espsrc()
+    settings["hub"][key] = 1
+    result = run(settings)
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error).startswith(f"{shown}: is not a known setting;"), str(result.error)
+    assert result.resources == []
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "line"),
+    [
+        # `pulumi config set hub.nodePort 31091` without --path makes one key of the whole
+        # name; the line said "hub.nodePort: is not a known setting", which it is.
+        (
+            (),
+            "hub.nodePort",
+            '["hub.nodePort"]: is one key with dots in its name, not hub.nodePort; '
+            "`pulumi config set --path hub.nodePort VALUE` sets hub.nodePort",
+        ),
+        (
+            ("hub",),
+            "oauth.clientId",
+            'hub["oauth.clientId"]: is one key with dots in its name, not hub.oauth.clientId; '
+            "`pulumi config set --path hub.oauth.clientId VALUE` sets hub.oauth.clientId",
+        ),
+    ],
+)
+def test_a_dotted_key_is_told_from_the_setting_it_spells(
+    where: tuple[str, ...], key: str, line: str
+) -> None:
+    settings = espsrc()
+    node = settings
+    for part in where:
+        node = node[part]
+    node[key] = "x"
+    result = run(settings)
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error) == line
+    assert result.resources == []
+
+
+@pytest.mark.parametrize("namespace", ["jupyterhub-plaform", "Jupyterhub-Platform"])
+def test_a_misspelt_namespace_is_named(namespace: str) -> None:
+    """The program reads only jupyterhub-platform:*; the line was "hub: is missing"."""
+    settings = espsrc()
+    hub = settings.pop("hub")
+    config, secret_keys = as_config(settings)
+    config[f"{namespace}:hub"] = json.dumps(hub)
+    result = run_program(config, secret_keys, stack="espsrc")
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error) == (
+        f"{namespace}:hub: is not read: its namespace is not jupyterhub-platform; "
+        "did you mean jupyterhub-platform:hub?"
+    )
     assert result.resources == []
 
 

@@ -131,6 +131,22 @@ def test_new_site_refuses_a_name_that_is_not_a_dns_label(name: str, tmp_path: Pa
     assert not pwned.exists(), "the name reached a shell's parser"
 
 
+@pytest.mark.parametrize("where", ["missing/folder", "file", "/proc"])
+def test_new_site_refuses_a_dir_it_cannot_write_to(
+    where: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each died with a FileNotFoundError or NotADirectoryError traceback."""
+    from sitectl.__main__ import main
+
+    (tmp_path / "file").write_text("")
+    folder = tmp_path / where
+    assert main(["new-site", "newsrc", "--dir", str(folder)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"error: --dir {folder}: "), err
+    assert len(err.splitlines()) == 1, err
+
+
 def test_a_host_key_left_to_fill_is_one_problem(new_stack: str) -> None:
     """The template's hostKey placeholder is reported as unfilled, not also as missing."""
     assert make("new-site", f"STACK={new_stack}").returncode == 0

@@ -18,6 +18,7 @@ import yaml
 
 from components.node_scripts import remote_command, script_of
 from sitectl.plan import PlanError
+from sitectl.stackfile import load_stack_file
 from tests.conftest import REQUIRE_ALL
 from tests.sites import ROOT, chart_defaults, chart_schema, deep_merge, espsrc, run
 from tests.test_node_scripts import shellcheck
@@ -200,6 +201,45 @@ def test_encrypted_and_missing_secrets_become_placeholders(tmp_path: Path) -> No
         ("config:\n  a: [1, 2\n  c: 3\n", "is not valid YAML at line 2: "),
         ("config:\n  a: 1\n b: 2\n", "is not valid YAML at line 3: "),
         ("missing", "cannot be read"),
+        (b"config:\n  a: 1\n  b: \xff\n", "is not UTF-8 text (byte 0xff at line 3); save it"),
+        ("config:\n  a: 1\n".encode("utf-16"), "is not UTF-8 text (byte 0xff at line 1)"),
+        # PyYAML would keep the second silently.
+        (
+            "config:\n  jupyterhub-platform:nodes:\n    sshUser: a\n    sshUser: b\n",
+            "is not valid YAML at line 4: duplicate key 'sshUser' (first at line 3)",
+        ),
+        ("config:\n  a: 1\n  a: 1\n", "at line 3: duplicate key 'a' (first at line 2)"),
+        # Values config cannot carry (bytes, a date, a set) are refused where they are.
+        ("config:\n  a: 1\n  b: !!binary aGk=\n", "at line 3: 'binary' values are not"),
+        ("config:\n  a: !!timestamp 2025-01-01\n", "at line 2: 'timestamp' values are not"),
+        ("config:\n  a:\n    b: !!set {x, y}\n", "at line 3: 'set' values are not"),
+        (f"config:\n  a: 1\n  b: {'9' * 5000}\n", "at line 3: a number too long to read"),
+        # Nine aliases of nine aliases...: a few lines that expand to 9**9 values, which
+        # json.dumps wrote out until memory ran out.
+        (
+            "config:\n  x:a:\n    a: &a [1,1,1,1,1,1,1,1,1]\n"
+            + "".join(
+                f"    {c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
+                for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+            ),
+            "x:a: expands to more than 1000000 values (YAML aliases?)",
+        ),
+        # The settings without their `config:` line: four lines of "is missing" said nothing
+        # of where they had gone.
+        (
+            "jupyterhub-platform:site:\n  name: x\njupyterhub-platform:hub: {}\n",
+            "jupyterhub-platform:site: is at the top level; settings go under `config:`",
+        ),
+        (
+            "config:\n  'jupyterhub-platform:': x\n",
+            "config key 'jupyterhub-platform:' is not of the form namespace:name",
+        ),
+        # Left out as undecryptable, it became 'hub: "offline-plan-placeholder-hub" is not a
+        # map of settings'.
+        (
+            "config:\n  jupyterhub-platform:hub:\n    oauth:\n      clientId: {secure: v1:AA}\n",
+            "error: hub.oauth.clientId: is encrypted (secure:), which only the Pulumi CLI can",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path: Path, setup: Any, message: str) -> None:
@@ -209,7 +249,9 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, setup: Any, message: st
         path = stack_file(tmp_path, settings)
     else:
         path = tmp_path / "Pulumi.test.yaml"
-        if setup != "missing":
+        if isinstance(setup, bytes):
+            path.write_bytes(setup)
+        elif setup != "missing":
             path.write_text(setup)
     result = plan("test", "--stack-file", str(path), "--out", str(tmp_path / "out"))
     assert result.returncode == 2
@@ -218,6 +260,13 @@ def test_bad_input_exits_2_with_one_line(tmp_path: Path, setup: Any, message: st
     assert result.stderr.count("\n") == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_merged_key_may_still_be_overridden(tmp_path: Path) -> None:
+    """Only a key written twice is refused: a `<<` merge's keys are there to be overridden."""
+    path = tmp_path / "Pulumi.test.yaml"
+    path.write_text("config:\n  x:defaults: &d {a: 1, b: 2}\n  x:site:\n    <<: *d\n    b: 3\n")
+    assert load_stack_file(path, "x").config["x:site"] == '{"a": 1, "b": 3}'
 
 
 def test_every_config_problem_is_an_error_line(tmp_path: Path) -> None:
@@ -233,12 +282,64 @@ def test_every_config_problem_is_an_error_line(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        # A value given as a secret was shown as the bad value of the setting it landed in.
+        (["--secret", "site=PLANTED-1"], {}, "error: --secret site: is not a secret setting"),
+        ([], {"JHP_SECRET_share": "PLANTED-2"}, "error: JHP_SECRET_share: is not a secret"),
+        (["--secret-file", "hub=KEYFILE"], {}, "error: --secret-file hub: is not a secret"),
+        (
+            ["--secret", "sshprivatekey=PLANTED-4"],
+            {},
+            "error: --secret sshprivatekey: is not a secret setting; did you mean sshPrivateKey?",
+        ),
+    ],
+)
+def test_a_secret_for_a_setting_that_is_none_is_refused_unshown(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nPLANTED-3\n")
+    args = [a.replace("KEYFILE", str(key_file)) for a in args]
+    result = plan("espsrc", "--out", str(tmp_path / "o"), *args, env={**os.environ, **env})
+    assert result.returncode == 2
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "PLANTED" not in result.stdout + result.stderr
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert plan().returncode == 2
     bad = plan("espsrc", "--secret", "novalue", "--out", str(tmp_path / "o"))
     assert bad.returncode == 2
     assert bad.stderr == "error: --secret: expected KEY=VALUE (the argument is not shown here)\n"
     assert "novalue" not in bad.stdout + bad.stderr, "it may be the secret itself"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # The stack name becomes the owner in the node scripts, a file name and the default
+        # --out directory: "a b" failed deep in the program with five lines of mock errors,
+        # and "../../x" wrote the plan outside build/plan.
+        (["a b"], "error: site 'a b': is not a stack name (letters, digits, '_', '.' and '-'"),
+        (["$(id)"], "error: site '$(id)': is not a stack name"),
+        (["../../x"], "error: site '../../x': is not a stack name"),
+        ([""], "error: site '': is not a stack name"),
+        (["espsrc", "--out", "/dev/null"], "error: --out /dev/null: is not a directory"),
+        (["espsrc", "--out", "/proc/jhp-plan"], "error: --out /proc/jhp-plan: cannot be written"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args: list[str], message: str) -> None:
+    site = args[0]
+    result = plan(*args, "--stack-file", str(ROOT / "Pulumi.espsrc.yaml"), "--no-render")
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith(message), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    if site not in ("", "espsrc"):  # "" is build/plan itself, which other tests make
+        assert not (ROOT / "build" / "plan" / site).exists()
 
 
 def test_out_refuses_a_directory_that_is_not_a_plan(tmp_path: Path) -> None:
@@ -586,6 +687,25 @@ def test_make_plan_exits_with_the_plans_own_code(tmp_path: Path, args: str, code
         assert "[mandatory]" in done.stdout and "make: ***" not in done.stderr
     else:
         assert done.stderr.startswith("error: ") and "Pulumi.missing.yaml" in done.stderr
+
+
+@pytest.mark.parametrize("goal", ["plan", "verify"])
+def test_make_passes_the_stack_name_as_a_value(tmp_path: Path, goal: str) -> None:
+    """STACK and POLICY_CONFIG reach the command through the environment, never the
+    recipe shell's parser (as new-site's STACK does)."""
+    pwned = tmp_path / "pwned"
+    stack = f"x;touch {pwned}"
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), goal, f"STACK={stack}",
+         f"POLICY_CONFIG=$$(touch {pwned})"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert not pwned.exists(), "a make variable reached the shell's parser"
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"error: site {stack!r}: is not a stack name"), done.stderr
 
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1c3RlZC1ub3QtYS1yZWFsLWtleS0wMDAwMDAw"

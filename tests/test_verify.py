@@ -122,12 +122,43 @@ def test_dependent_checks_are_skipped_when_discovery_fails(tmp_path: Path) -> No
             "error: --outputs /nonexistent.json: cannot",
         ),
         (["espsrc", "--ca-file", "/nonexistent.pem"], "error: --ca-file /nonexistent.pem: is not"),
+        (["a b"], "error: site 'a b': is not a stack name"),
+        # These ran no check at all and exited 0, as if the site had passed.
+        (["espsrc", "--only", "session"], "error: --only session: the session check runs only"),
+        (["espsrc", "--only", "node-ports", "--skip", "node-ports"], "error: --only and --skip"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["verify", *args])
+    out, err = capsys.readouterr()
+    assert code == 2, out + err
+    assert out == ""
+    assert err.startswith(message), err
+    assert len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        # NaN compares false with 0, so it passed the check and bounded no check at all.
+        (["--timeout", "nan"], "error: --timeout and --spawn-timeout: expected a"),
+        (["--spawn-timeout", "inf"], "error: --timeout and --spawn-timeout: expected a"),
+        # An empty --only ran every check.
+        (["--only", ""], "error: --only '': expected one of front-door,"),
+        # Written after every check had run, as a traceback.
+        (["--json", "/"], "error: --json /: is a directory"),
+        (["--json", "/nonexistent/r.json"], "error: --json /nonexistent/r.json: its folder"),
+    ],
+)
+def test_bad_options_exit_2_before_any_check(
+    tmp_path: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every address on 127.0.0.0/8, should a check run after all.
+    local = ["--stack-file", str(unreachable_espsrc(tmp_path)), "--resolve", f"{HOST}:127.0.0.1"]
+    only = [] if "--only" in args else ["--only", "front-door"]
+    code = main(["verify", "espsrc", *local, *only, "--timeout", "2", *args])
     out, err = capsys.readouterr()
     assert code == 2, out + err
     assert out == ""
@@ -160,7 +191,11 @@ def test_outputs_of_another_site_exit_2(
         "share_export_path": "m:6789:/volumes/x", "storage_class": "s",
         "health_check_token": "a-token-for-another-site",
     }))  # fmt: skip
-    assert main(["verify", "espsrc", "--outputs", str(outputs), "--only", "session"]) == 2
+    # --only session needs --spawn (no check left is refused); should the outputs pass,
+    # the session reaches 127.0.0.1 at most (.example names resolve nowhere).
+    local = ["--resolve", f"{HOST}:127.0.0.1", "--timeout", "2", "--spawn-timeout", "2"]
+    args = ["--outputs", str(outputs), "--only", "session", "--spawn", *local]
+    assert main(["verify", "espsrc", *args]) == 2
     assert capsys.readouterr().err == (
         f"error: --outputs {outputs}: hub_url '{hub_url}' is not on https://{HOST}/ as the "
         "stack file says (outputs of another stack?); verify sends the health-check token there\n"
@@ -175,6 +210,29 @@ def test_bad_stack_config_exits_2_naming_the_key(
     err = capsys.readouterr().err
     assert err.strip().endswith("hub.nodePort: 80 is not in 30000-32767")
     assert len(err.splitlines()) == 1
+    # Two problems, two lines, each an error line (as the plan prints them).
+    stack = write_stack(stack, site(**{"hub.nodePort": 80, "share.sizeGb": 0}))
+    assert main(["verify", "bad", "--stack-file", str(stack)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {stack}: hub.nodePort: 80 is not in 30000-32767",
+        f"error: {stack}: share.sizeGb: 0 is not in 1-1000000",
+    ]
+    # A misspelt namespace: it said "hub: is missing".
+    text = stack.read_text().replace("jupyterhub-platform:hub:", "jupyterhub-plaform:hub:")
+    stack.write_text(text)
+    assert main(["verify", "bad", "--stack-file", str(stack)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {stack}: jupyterhub-plaform:hub: is not read: its namespace is not "
+        "jupyterhub-platform; did you mean jupyterhub-platform:hub?\n"
+    )
+    # An encrypted setting verify cannot read: it said "hub: is missing".
+    settings = site(**{"nodes.hosts[1].hostKey": {"secure": "v1:AAAA"}})
+    stack = write_stack(stack, settings)
+    assert main(["verify", "bad", "--stack-file", str(stack)]) == 2
+    assert capsys.readouterr().err == (
+        "error: nodes.hosts[1].hostKey: is encrypted (secure:), which only the Pulumi CLI can "
+        "decrypt, and only oauthClientSecret and sshPrivateKey are secrets: set it in plain text\n"
+    )
 
 
 def test_secrets_from_the_environment_never_shown(tmp_path: Path) -> None:
