@@ -132,6 +132,33 @@ class Plan:
     def violations(self) -> list[dict[str, Any]]:
         return [v.as_dict() for v in self.policies.violations] if self.policies else []
 
+    @property
+    def waivers(self) -> list[dict[str, str]]:
+        """Policies the policy config set below their own level: whoever reviews a plan
+        (its summary, or plan.json from CI) sees what was waived, not only what fired."""
+        if self.policies is None:
+            return []
+        return [
+            {"policy": name, "level": level, "default": own}
+            for name, level, own in self.policies.waived
+        ]
+
+    @property
+    def unpinned_host_keys(self) -> list[dict[str, str]]:
+        """Hosts the node step reaches without a pinned SSH host key (the stack accepted
+        it with nodes.allowUnpinnedHostKeys): reported whether or not the advisory runs."""
+        if self.site is None:
+            return []
+        nodes = self.site.nodes
+        found = [
+            {"name": host.name, "address": host.address}
+            for host in nodes.hosts
+            if host.host_key is None
+        ]
+        if nodes.bastion is not None and nodes.bastion.host_key is None:
+            found.append({"name": "bastion", "address": nodes.bastion.host})
+        return found
+
     # -- views --------------------------------------------------------------------
     @cached_property
     def adopted(self) -> dict[str, str]:
@@ -194,6 +221,8 @@ class Plan:
             "fakeOutputs": self.fake_outputs,
             "placeholders": [{"key": p.key, "reason": p.reason} for p in self.placeholders],
             "violations": self.violations,
+            "waivers": self.waivers,
+            "unpinnedHostKeys": self.unpinned_host_keys,
             "chart": self.chart.document() if self.chart is not None else None,
         }
 
@@ -742,7 +771,22 @@ def _policy_lines(report: PolicyReport) -> list[str]:
     for v in sorted(report.violations, key=lambda v: (v.level != "mandatory", v.policy)):
         lines.append(f"    [{v.level}] {v.policy} ({v.resource or 'stack'}): {v.message}")
     lines += [f"    [not run] {name}: {why}" for name, why in report.not_run]
+    lines += [
+        f"    [waived] {name}: {level} by the policy config ({own} by default)"
+        for name, level, own in report.waived
+    ]
     return lines
+
+
+def _unpinned_lines(plan: Plan) -> list[str]:
+    unpinned = plan.unpinned_host_keys
+    if not unpinned:
+        return []
+    return [
+        "Unpinned SSH host keys (nodes.allowUnpinnedHostKeys: true): the node step trusts "
+        "whatever answers at these addresses with the cephx key and root",
+        *(f"    {host['name']} ({host['address']})" for host in unpinned),
+    ]
 
 
 def _chart_objects_lines(plan: Plan) -> dict[str, list[str]]:
@@ -793,6 +837,8 @@ def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
     if plan.placeholders:
         lines += ["", "Placeholders (secrets the plan could not read; values stand in):"]
         lines += [f"    {p.key}: {p.reason}" for p in plan.placeholders]
+    if unpinned := _unpinned_lines(plan):
+        lines += ["", *unpinned]
     if plan.policies is not None:
         lines += ["", *_policy_lines(plan.policies)]
     if plan.chart is not None:

@@ -749,6 +749,74 @@ def test_host_keys_are_required_without_the_opt_out(tmp_path: Path) -> None:
     assert "ssh-host-keys-pinned" not in pinned.stdout
 
 
+def test_waivers_and_unpinned_host_keys_show_even_with_their_advisories_disabled(
+    tmp_path: Path,
+) -> None:
+    """What the operator chose to accept stays in the summary and in plan.json: a policy
+    config that disables the host-key advisory (and waives a mandatory policy) hides
+    neither the unpinned nodes nor the waiver from whoever reviews the plan."""
+    settings = espsrc()
+    settings["nodes"]["hosts"][0]["hostKey"] = HOST_KEY
+    config = tmp_path / "policy.json"
+    config.write_text(
+        json.dumps(
+            {
+                "ssh-host-keys-pinned": "disabled",
+                "storage-reclaim-retain": {"enforcementLevel": "disabled"},
+                "pinned-images": "advisory",
+                "capacity-enforced": "mandatory",
+            }
+        )
+    )
+    out = tmp_path / "o"
+    result = plan("espsrc", "--stack-file", str(stack_file(tmp_path, settings)),
+                  "--out", str(out), "--policy-config", str(config), "--no-render")  # fmt: skip
+    assert result.returncode == 1, result.stderr  # capacity-enforced, made mandatory, fires
+    assert _host_key_advisories(result.stdout) == []
+    lines = result.stdout.splitlines()
+    start = lines.index(
+        "Unpinned SSH host keys (nodes.allowUnpinnedHostKeys: true): the node step trusts "
+        "whatever answers at these addresses with the cephx key and root"
+    )
+    assert lines[start + 1 : start + 4] == [
+        "    k8s-workers-1 (192.168.250.195)",
+        "    k8s-workers-2 (192.168.250.214)",
+        "",
+    ]
+    waived = [line for line in lines if line.startswith("    [waived] ")]
+    # Only what is lowered is a waiver; capacity-enforced was raised.
+    assert waived == [
+        "    [waived] pinned-images: advisory by the policy config (mandatory by default)",
+        "    [waived] storage-reclaim-retain: disabled by the policy config (mandatory by default)",
+        "    [waived] ssh-host-keys-pinned: disabled by the policy config (advisory by default)",
+    ]
+    document = json.loads((out / "plan.json").read_text())
+    assert document["unpinnedHostKeys"] == [
+        {"name": "k8s-workers-1", "address": "192.168.250.195"},
+        {"name": "k8s-workers-2", "address": "192.168.250.214"},
+    ]
+    assert {w["policy"]: (w["level"], w["default"]) for w in document["waivers"]} == {
+        "pinned-images": ("advisory", "mandatory"),
+        "storage-reclaim-retain": ("disabled", "mandatory"),
+        "ssh-host-keys-pinned": ("disabled", "advisory"),
+    }
+    jsonschema.validate(document, json.loads((ROOT / "sitectl/plan.schema.json").read_text()))
+
+
+def test_a_fully_pinned_site_without_waivers_reports_neither(tmp_path: Path) -> None:
+    settings = espsrc()
+    del settings["nodes"]["allowUnpinnedHostKeys"]
+    for host in settings["nodes"]["hosts"]:
+        host["hostKey"] = HOST_KEY
+    out = tmp_path / "o"
+    result = plan("espsrc", "--stack-file", str(stack_file(tmp_path, settings)),
+                  "--out", str(out), "--no-render")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Unpinned SSH host keys" not in result.stdout and "[waived]" not in result.stdout
+    document = json.loads((out / "plan.json").read_text())
+    assert document["unpinnedHostKeys"] == [] and document["waivers"] == []
+
+
 def test_short_secrets_are_redacted_in_everything_the_plan_writes(tmp_path: Path) -> None:
     """A client secret of 3 characters, and a key file of 1: no file or output shows them."""
     out = tmp_path / "plan"
