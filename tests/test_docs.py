@@ -152,3 +152,32 @@ def test_the_documented_plan_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Offline plan of stack espsrc" in result.stdout
+
+
+def _make(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_make_help_lists_every_command_and_is_the_default() -> None:
+    phony = re.search(r"(?m)^\.PHONY:(.*)$", (PROJECT_DIR / "Makefile").read_text())
+    assert phony is not None
+    help_text = _make("help")
+    assert help_text.returncode == 0, help_text.stderr
+    listed = set(re.findall(r"make ([a-z-]+(?: \| [a-z-]+)*)", help_text.stdout))
+    names = {n for entry in listed for n in entry.split(" | ")}
+    names |= set(re.findall(r"make [a-z-]+, ([a-z-]+)", help_text.stdout))
+    assert set(phony.group(1).split()) - {"help"} <= names
+    for usage in ("make new-site STACK=<name>", "make plan STACK=<site>",
+                  "make verify STACK=<site>"):  # fmt: skip
+        assert usage in help_text.stdout, usage
+    # A bare `make` shows the same (-n: without running it), instead of building the first
+    # file target, the venv.
+    bare = _make("-n")
+    assert bare.returncode == 0 and bare.stdout.split("\n")[0].startswith("echo 'Operator")
