@@ -858,7 +858,9 @@ def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The plan's options, for `python -m sitectl plan`."""
     parser.add_argument("site", help="stack name: reads Pulumi.SITE.yaml")
-    parser.add_argument("--stack-file", type=Path, help="stack file instead of Pulumi.SITE.yaml")
+    parser.add_argument(
+        "--stack-file", type=Path, metavar="PATH", help="stack file instead of Pulumi.SITE.yaml"
+    )
     parser.add_argument(
         "--secret",
         action="append",
@@ -874,11 +876,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=PATH",
         help="a secret config value read from a file (an SSH key file as it is)",
     )
-    parser.add_argument("--out", type=Path, help="output directory (default build/plan/SITE)")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="output directory (default build/plan/SITE)"
+    )
     parser.add_argument("--json", action="store_true", help="print plan.json instead of a tree")
     parser.add_argument(
         "--policy-config",
         type=Path,
+        metavar="PATH",
         help="policy configuration, as for `pulumi preview --policy-pack-config`",
     )
     render = parser.add_mutually_exclusive_group()

@@ -181,3 +181,41 @@ def test_make_help_lists_every_command_and_is_the_default() -> None:
     # file target, the venv.
     bare = _make("-n")
     assert bare.returncode == 0 and bare.stdout.split("\n")[0].startswith("echo 'Operator")
+
+
+# Options the pages name that belong to other programs (pulumi, helm, `pulumi stack output`).
+OTHER_PROGRAMS_OPTIONS = {
+    "--show-secrets", "--kube-version", "--policy-pack", "--policy-pack-config", "--strict",
+}  # fmt: skip
+
+
+def _options(text: str) -> dict[str, str]:
+    """--option -> the metavar written after it (empty for a flag)."""
+    found: dict[str, str] = {}
+    for option, metavar in re.findall(r"(--[a-z][a-z-]*)(?:[ =]([A-Z][A-Z_:=]*)\b)?", text):
+        if option not in OTHER_PROGRAMS_OPTIONS and option != "--help":
+            found[option] = found.get(option) or metavar
+    return found
+
+
+@pytest.mark.parametrize(
+    ("command", "page"), [("verify", "after-deploying.md"), ("plan", "plan-and-policies.md")]
+)
+def test_the_help_and_the_page_name_the_same_options(command: str, page: str) -> None:
+    """What `--help` offers is on the command's page, and the other way round, with the
+    same placeholders (`--stack-file PATH` on both)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "sitectl", command, "--help"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    usage = result.stdout.split("\n\n", 1)[0]
+    helped = _options(usage)
+    documented = _options((PROJECT_DIR / "docs" / page).read_text())
+    assert set(helped) == set(documented)
+    for option, metavar in documented.items():
+        if metavar:
+            assert helped[option] == metavar, f"{option}: --help says {helped[option]!r}"
