@@ -925,6 +925,13 @@ def run(args: argparse.Namespace) -> int:
             check_stack_name(args.site)
         except StackFileError as err:
             raise PlanError(str(err)) from None
+        if args.stack_file is None and not stack_file.is_file():
+            # The usual cause is a new site or a typo in STACK: say what makes one.
+            raise PlanError(
+                f"unknown stack {args.site!r}: there is no {stack_file.name} "
+                f"(`make new-site STACK={args.site}` writes one from the template; "
+                "or give the stack file with --stack-file)"
+            )
         project = project_name(PROJECT_DIR)
         sources = {
             SECRET_ENV_PREFIX: secrets_from_environment(os.environ, project),

@@ -309,6 +309,18 @@ def test_a_secret_for_a_setting_that_is_none_is_refused_unshown(
     assert "PLANTED" not in result.stdout + result.stderr
 
 
+def test_an_unknown_stack_says_how_to_make_one(tmp_path: Path) -> None:
+    site = f"nosuch-{os.getpid()}"
+    result = plan(site, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: unknown stack '{site}': there is no Pulumi.{site}.yaml (`make new-site "
+        f"STACK={site}` writes one from the template; or give the stack file with "
+        "--stack-file)\n"
+    )
+    assert result.stdout == "" and not (tmp_path / "out").exists()
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert plan().returncode == 2
     bad = plan("espsrc", "--secret", "novalue", "--out", str(tmp_path / "o"))
