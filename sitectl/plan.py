@@ -151,12 +151,12 @@ class Plan:
             return []
         nodes = self.site.nodes
         found = [
-            {"name": host.name, "address": host.address}
+            {"role": "node", "name": host.name, "address": host.address}
             for host in nodes.hosts
             if host.host_key is None
         ]
         if nodes.bastion is not None and nodes.bastion.host_key is None:
-            found.append({"name": "bastion", "address": nodes.bastion.host})
+            found.append({"role": "bastion", "name": "", "address": nodes.bastion.host})
         return found
 
     # -- views --------------------------------------------------------------------
@@ -785,7 +785,12 @@ def _unpinned_lines(plan: Plan) -> list[str]:
     return [
         "Unpinned SSH host keys (nodes.allowUnpinnedHostKeys: true): the node step trusts "
         "whatever answers at these addresses with the cephx key and root",
-        *(f"    {host['name']} ({host['address']})" for host in unpinned),
+        *(
+            f"    node {host['name']} ({host['address']})"
+            if host["role"] == "node"
+            else f"    the bastion ({host['address']})"
+            for host in unpinned
+        ),
     ]
 
 

@@ -742,6 +742,8 @@ def test_unpinned_host_keys_plan_with_an_advisory_on_every_node(
     assert vault.returncode == 0, vault.stderr
     lines = _host_key_advisories(vault.stdout)
     assert len(lines) == 2 and all("the bastion at bastion.src.example.org" in x for x in lines)
+    # The summary lists the bastion as such, whatever the nodes are called.
+    assert "    the bastion (bastion.src.example.org)\n" in vault.stdout
 
 
 def test_host_keys_are_required_without_the_opt_out(tmp_path: Path) -> None:
@@ -791,8 +793,8 @@ def test_waivers_and_unpinned_host_keys_show_even_with_their_advisories_disabled
         "whatever answers at these addresses with the cephx key and root"
     )
     assert lines[start + 1 : start + 4] == [
-        "    k8s-workers-1 (192.168.250.195)",
-        "    k8s-workers-2 (192.168.250.214)",
+        "    node k8s-workers-1 (192.168.250.195)",
+        "    node k8s-workers-2 (192.168.250.214)",
         "",
     ]
     waived = [line for line in lines if line.startswith("    [waived] ")]
@@ -804,8 +806,8 @@ def test_waivers_and_unpinned_host_keys_show_even_with_their_advisories_disabled
     ]
     document = json.loads((out / "plan.json").read_text())
     assert document["unpinnedHostKeys"] == [
-        {"name": "k8s-workers-1", "address": "192.168.250.195"},
-        {"name": "k8s-workers-2", "address": "192.168.250.214"},
+        {"role": "node", "name": "k8s-workers-1", "address": "192.168.250.195"},
+        {"role": "node", "name": "k8s-workers-2", "address": "192.168.250.214"},
     ]
     assert {w["policy"]: (w["level"], w["default"]) for w in document["waivers"]} == {
         "pinned-images": ("advisory", "mandatory"),
