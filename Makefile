@@ -17,7 +17,10 @@ RUN_REQUIREMENTS := requirements.txt $(wildcard policy/requirements.txt)
 TOOLS := .tools
 HELM_PINNED := $(TOOLS)/bin/helm
 
-.PHONY: test lint typecheck unit plan verify new-site bench docs test-deps hub-venvs clean helm
+.PHONY: help test lint typecheck unit plan verify new-site bench docs test-deps hub-venvs clean helm
+
+# A bare `make` lists the commands instead of building the first file target (the venv).
+.DEFAULT_GOAL := help
 
 # `make plan` and `make verify` exit with the command's own code: 0 passed, 1 a policy or
 # check failed, 2 invalid input. GNU make answers 2 for any failed recipe, so a CI job
@@ -32,6 +35,21 @@ MAKEFLAGS += -q
 QUESTION_MODE := 1
 endif
 BUILD = $(if $(QUESTION_MODE),MAKEFLAGS="$${MAKEFLAGS/q/}") $(MAKE) -s --no-print-directory
+
+help:
+	@echo 'Operator commands (STACK=<site> names Pulumi.<site>.yaml; ARGS="..." passes options on):'
+	@echo '  make new-site STACK=<name>  write Pulumi.<name>.yaml from the template, to fill in'
+	@echo '  make plan STACK=<site>      plan offline into build/plan/<site>/: no Pulumi, no credentials'
+	@echo '                              (POLICY_CONFIG=<file>: the policy config; ARGS=--help: options)'
+	@echo '  make verify STACK=<site>    check the deployed site from here (ARGS="--spawn": a real session)'
+	@echo 'Developer commands:'
+	@echo '  make test                   ruff, mypy and every test suite, as CI runs them'
+	@echo '  make lint | typecheck | unit   one part of it; make test-deps, hub-venvs: what it needs'
+	@echo '  make docs                   regenerate docs/config.md from the config model'
+	@echo '  make helm                   install the pinned Helm 3 the plan renders with'
+	@echo '  make bench                  plan cost at 3/30/300 nodes (docs/benchmarks.md)'
+	@echo '  make clean                  remove build/ and the tool caches'
+	@echo 'Docs: README.md, docs/adding-a-site.md; make plan and make verify exit 0 ok, 1 failed, 2 bad input.'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -132,6 +132,33 @@ class Plan:
     def violations(self) -> list[dict[str, Any]]:
         return [v.as_dict() for v in self.policies.violations] if self.policies else []
 
+    @property
+    def waivers(self) -> list[dict[str, str]]:
+        """Policies the policy config set below their own level: whoever reviews a plan
+        (its summary, or plan.json from CI) sees what was waived, not only what fired."""
+        if self.policies is None:
+            return []
+        return [
+            {"policy": name, "level": level, "default": own}
+            for name, level, own in self.policies.waived
+        ]
+
+    @property
+    def unpinned_host_keys(self) -> list[dict[str, str]]:
+        """Hosts the node step reaches without a pinned SSH host key (the stack accepted
+        it with nodes.allowUnpinnedHostKeys): reported whether or not the advisory runs."""
+        if self.site is None:
+            return []
+        nodes = self.site.nodes
+        found = [
+            {"role": "node", "name": host.name, "address": host.address}
+            for host in nodes.hosts
+            if host.host_key is None
+        ]
+        if nodes.bastion is not None and nodes.bastion.host_key is None:
+            found.append({"role": "bastion", "name": "", "address": nodes.bastion.host})
+        return found
+
     # -- views --------------------------------------------------------------------
     @cached_property
     def adopted(self) -> dict[str, str]:
@@ -194,6 +221,8 @@ class Plan:
             "fakeOutputs": self.fake_outputs,
             "placeholders": [{"key": p.key, "reason": p.reason} for p in self.placeholders],
             "violations": self.violations,
+            "waivers": self.waivers,
+            "unpinnedHostKeys": self.unpinned_host_keys,
             "chart": self.chart.document() if self.chart is not None else None,
         }
 
@@ -742,7 +771,27 @@ def _policy_lines(report: PolicyReport) -> list[str]:
     for v in sorted(report.violations, key=lambda v: (v.level != "mandatory", v.policy)):
         lines.append(f"    [{v.level}] {v.policy} ({v.resource or 'stack'}): {v.message}")
     lines += [f"    [not run] {name}: {why}" for name, why in report.not_run]
+    lines += [
+        f"    [waived] {name}: {level} by the policy config ({own} by default)"
+        for name, level, own in report.waived
+    ]
     return lines
+
+
+def _unpinned_lines(plan: Plan) -> list[str]:
+    unpinned = plan.unpinned_host_keys
+    if not unpinned:
+        return []
+    return [
+        "Unpinned SSH host keys (nodes.allowUnpinnedHostKeys: true): the node step trusts "
+        "whatever answers at these addresses with the cephx key and root",
+        *(
+            f"    node {host['name']} ({host['address']})"
+            if host["role"] == "node"
+            else f"    the bastion ({host['address']})"
+            for host in unpinned
+        ),
+    ]
 
 
 def _chart_objects_lines(plan: Plan) -> dict[str, list[str]]:
@@ -793,6 +842,8 @@ def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
     if plan.placeholders:
         lines += ["", "Placeholders (secrets the plan could not read; values stand in):"]
         lines += [f"    {p.key}: {p.reason}" for p in plan.placeholders]
+    if unpinned := _unpinned_lines(plan):
+        lines += ["", *unpinned]
     if plan.policies is not None:
         lines += ["", *_policy_lines(plan.policies)]
     if plan.chart is not None:
@@ -812,7 +863,9 @@ def tree(plan: Plan, out: Path, files: dict[str, str]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The plan's options, for `python -m sitectl plan`."""
     parser.add_argument("site", help="stack name: reads Pulumi.SITE.yaml")
-    parser.add_argument("--stack-file", type=Path, help="stack file instead of Pulumi.SITE.yaml")
+    parser.add_argument(
+        "--stack-file", type=Path, metavar="PATH", help="stack file instead of Pulumi.SITE.yaml"
+    )
     parser.add_argument(
         "--secret",
         action="append",
@@ -828,11 +881,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=PATH",
         help="a secret config value read from a file (an SSH key file as it is)",
     )
-    parser.add_argument("--out", type=Path, help="output directory (default build/plan/SITE)")
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="output directory (default build/plan/SITE)"
+    )
     parser.add_argument("--json", action="store_true", help="print plan.json instead of a tree")
     parser.add_argument(
         "--policy-config",
         type=Path,
+        metavar="PATH",
         help="policy configuration, as for `pulumi preview --policy-pack-config`",
     )
     render = parser.add_mutually_exclusive_group()
@@ -874,6 +930,13 @@ def run(args: argparse.Namespace) -> int:
             check_stack_name(args.site)
         except StackFileError as err:
             raise PlanError(str(err)) from None
+        if args.stack_file is None and not stack_file.is_file():
+            # The usual cause is a new site or a typo in STACK: say what makes one.
+            raise PlanError(
+                f"unknown stack {args.site!r}: there is no {stack_file.name} "
+                f"(`make new-site STACK={args.site}` writes one from the template; "
+                "or give the stack file with --stack-file)"
+            )
         project = project_name(PROJECT_DIR)
         sources = {
             SECRET_ENV_PREFIX: secrets_from_environment(os.environ, project),

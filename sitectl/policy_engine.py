@@ -33,6 +33,9 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown
 from sitectl.mockrun import ProgramRun, Unknown, reveal
 
 LEVELS = {level.value: level for level in EnforcementLevel}
+# How much a level enforces: a policy config that sets a policy below its own level waives
+# it (in part), which the plan reports; remediate enforces as mandatory does.
+STRENGTH = {"disabled": 0, "advisory": 1, "mandatory": 2, "remediate": 2}
 
 
 class PolicyConfigError(ValueError):
@@ -62,6 +65,9 @@ class PolicyReport:
     """(policy, why) for rules that read a value unknown until resources exist."""
     ran: list[str] = field(default_factory=list)
     disabled: list[str] = field(default_factory=list)
+    waived: list[tuple[str, str, str]] = field(default_factory=list)
+    """(policy, level set, the policy's own level) for every policy the config set below
+    its own level: disabled, or a mandatory one made advisory."""
 
     @property
     def mandatory(self) -> list[Violation]:
@@ -227,6 +233,9 @@ def evaluate(
     report = PolicyReport()
     for policy in policies:
         level, properties = _settings(policy, config)
+        own = (policy.enforcement_level or EnforcementLevel.MANDATORY).value
+        if STRENGTH[level.value] < STRENGTH[own]:
+            report.waived.append((policy.name, level.value, own))
         if level is EnforcementLevel.DISABLED:
             report.disabled.append(policy.name)
             continue

@@ -352,7 +352,9 @@ def line_of(result: Result) -> str:
 # -- command line ------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("site", help="stack name: reads Pulumi.SITE.yaml")
-    parser.add_argument("--stack-file", type=Path, help="stack file instead of Pulumi.SITE.yaml")
+    parser.add_argument(
+        "--stack-file", type=Path, metavar="PATH", help="stack file instead of Pulumi.SITE.yaml"
+    )
     parser.add_argument(
         "--outputs",
         type=Path,
@@ -360,7 +362,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the stack's outputs (`pulumi stack output --json --show-secrets`) instead of "
         "asking the Pulumi CLI",
     )
-    parser.add_argument("--ca-file", type=Path, help="a CA to trust besides the system's (PEM)")
+    parser.add_argument(
+        "--ca-file", type=Path, metavar="PEM", help="a CA to trust besides the system's"
+    )
     parser.add_argument(
         "--resolve",
         action="append",
@@ -369,9 +373,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="connect to ADDRESS for HOST, as curl --resolve (before DNS points at the site)",
     )
     parser.add_argument(
-        "--only", action="append", default=[], metavar="CHECKS", help=f"run only: {GROUPS}"
+        "--only",
+        action="append",
+        default=[],
+        metavar="CHECKS",
+        help=f"run only these groups, comma-separated: {', '.join(GROUPS)}",
     )
-    parser.add_argument("--skip", action="append", default=[], metavar="CHECKS", help="skip these")
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="CHECKS",
+        help="leave these groups out, comma-separated",
+    )
     parser.add_argument(
         "--spawn",
         action="store_true",
@@ -381,14 +395,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--spawn-timeout",
         type=float,
         default=180.0,
+        metavar="SECONDS",
         help="seconds a spawn may take before it counts as failed (default 180)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=15.0, help="seconds each other check may take"
+        "--timeout",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="seconds each other check may take (default 15)",
     )
     parser.add_argument(
         "--ssh-key-file",
         type=Path,
+        metavar="FILE",
         help=f"the nodes' SSH private key (default: ${SSH_KEY_ENV})",
     )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")

@@ -152,3 +152,70 @@ def test_the_documented_plan_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Offline plan of stack espsrc" in result.stdout
+
+
+def _make(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def test_make_help_lists_every_command_and_is_the_default() -> None:
+    phony = re.search(r"(?m)^\.PHONY:(.*)$", (PROJECT_DIR / "Makefile").read_text())
+    assert phony is not None
+    help_text = _make("help")
+    assert help_text.returncode == 0, help_text.stderr
+    listed = set(re.findall(r"make ([a-z-]+(?: \| [a-z-]+)*)", help_text.stdout))
+    names = {n for entry in listed for n in entry.split(" | ")}
+    names |= set(re.findall(r"make [a-z-]+, ([a-z-]+)", help_text.stdout))
+    assert set(phony.group(1).split()) - {"help"} <= names
+    for usage in ("make new-site STACK=<name>", "make plan STACK=<site>",
+                  "make verify STACK=<site>"):  # fmt: skip
+        assert usage in help_text.stdout, usage
+    # A bare `make` shows the same (-n: without running it), instead of building the first
+    # file target, the venv.
+    bare = _make("-n")
+    assert bare.returncode == 0 and bare.stdout.split("\n")[0].startswith("echo 'Operator")
+
+
+# Options the pages name that belong to other programs (pulumi, helm, `pulumi stack output`).
+OTHER_PROGRAMS_OPTIONS = {
+    "--show-secrets", "--kube-version", "--policy-pack", "--policy-pack-config", "--strict",
+}  # fmt: skip
+
+
+def _options(text: str) -> dict[str, str]:
+    """--option -> the metavar written after it (empty for a flag)."""
+    found: dict[str, str] = {}
+    for option, metavar in re.findall(r"(--[a-z][a-z-]*)(?:[ =]([A-Z][A-Z_:=]*)\b)?", text):
+        if option not in OTHER_PROGRAMS_OPTIONS and option != "--help":
+            found[option] = found.get(option) or metavar
+    return found
+
+
+@pytest.mark.parametrize(
+    ("command", "page"), [("verify", "after-deploying.md"), ("plan", "plan-and-policies.md")]
+)
+def test_the_help_and_the_page_name_the_same_options(command: str, page: str) -> None:
+    """What `--help` offers is on the command's page, and the other way round, with the
+    same placeholders (`--stack-file PATH` on both)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "sitectl", command, "--help"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    usage = result.stdout.split("\n\n", 1)[0]
+    helped = _options(usage)
+    documented = _options((PROJECT_DIR / "docs" / page).read_text())
+    assert set(helped) == set(documented)
+    for option, metavar in documented.items():
+        if metavar:
+            assert helped[option] == metavar, f"{option}: --help says {helped[option]!r}"

@@ -162,3 +162,29 @@ def test_a_host_key_left_to_fill_is_one_problem(new_stack: str) -> None:
     assert errors == [
         "error: nodes.hosts[0].hostKey: is still '<fill in>', to be filled in (pinned SSH host key)"
     ]
+
+
+def test_the_templates_commented_settings_uncommented_plan(new_stack: str) -> None:
+    """The template shows where the OpenStack cloud and the cluster's kubeconfig context go
+    (without a context, `pulumi up` deploys to whichever is current), and the quota switch;
+    uncommented as written, with the site's names, the stack plans."""
+    assert make("new-site", f"STACK={new_stack}").returncode == 0
+    path = PROJECT_DIR / f"Pulumi.{new_stack}.yaml"
+    text = path.read_text()
+    commented = re.findall(r"(?m)^( +)# ([A-Za-z:]+: \S+)$", text)
+    assert [line.split(": ")[0] for _, line in commented] == [
+        "openstack:cloud",
+        "kubernetes:context",
+        "enforceCapacity",
+    ]
+    assert f"kubernetes:context: {new_stack}-k3s" in [line for _, line in commented]
+    for indent, line in commented:
+        text = text.replace(f"{indent}# {line}\n", f"{indent}{line}\n")
+    doc = yaml.safe_load(text)
+    assert doc["config"]["kubernetes:context"] == f"{new_stack}-k3s"
+    for key, value in FILLED.items():
+        _set(doc, key, value)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = make("plan", f"STACK={new_stack}", "ARGS=--no-render")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "capacity-enforced" not in result.stdout

@@ -309,6 +309,18 @@ def test_a_secret_for_a_setting_that_is_none_is_refused_unshown(
     assert "PLANTED" not in result.stdout + result.stderr
 
 
+def test_an_unknown_stack_says_how_to_make_one(tmp_path: Path) -> None:
+    site = f"nosuch-{os.getpid()}"
+    result = plan(site, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: unknown stack '{site}': there is no Pulumi.{site}.yaml (`make new-site "
+        f"STACK={site}` writes one from the template; or give the stack file with "
+        "--stack-file)\n"
+    )
+    assert result.stdout == "" and not (tmp_path / "out").exists()
+
+
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert plan().returncode == 2
     bad = plan("espsrc", "--secret", "novalue", "--out", str(tmp_path / "o"))
@@ -730,6 +742,8 @@ def test_unpinned_host_keys_plan_with_an_advisory_on_every_node(
     assert vault.returncode == 0, vault.stderr
     lines = _host_key_advisories(vault.stdout)
     assert len(lines) == 2 and all("the bastion at bastion.src.example.org" in x for x in lines)
+    # The summary lists the bastion as such, whatever the nodes are called.
+    assert "    the bastion (bastion.src.example.org)\n" in vault.stdout
 
 
 def test_host_keys_are_required_without_the_opt_out(tmp_path: Path) -> None:
@@ -747,6 +761,74 @@ def test_host_keys_are_required_without_the_opt_out(tmp_path: Path) -> None:
     assert pinned.returncode == 0, pinned.stderr
     assert _host_key_advisories(pinned.stdout) == []
     assert "ssh-host-keys-pinned" not in pinned.stdout
+
+
+def test_waivers_and_unpinned_host_keys_show_even_with_their_advisories_disabled(
+    tmp_path: Path,
+) -> None:
+    """What the operator chose to accept stays in the summary and in plan.json: a policy
+    config that disables the host-key advisory (and waives a mandatory policy) hides
+    neither the unpinned nodes nor the waiver from whoever reviews the plan."""
+    settings = espsrc()
+    settings["nodes"]["hosts"][0]["hostKey"] = HOST_KEY
+    config = tmp_path / "policy.json"
+    config.write_text(
+        json.dumps(
+            {
+                "ssh-host-keys-pinned": "disabled",
+                "storage-reclaim-retain": {"enforcementLevel": "disabled"},
+                "pinned-images": "advisory",
+                "capacity-enforced": "mandatory",
+            }
+        )
+    )
+    out = tmp_path / "o"
+    result = plan("espsrc", "--stack-file", str(stack_file(tmp_path, settings)),
+                  "--out", str(out), "--policy-config", str(config), "--no-render")  # fmt: skip
+    assert result.returncode == 1, result.stderr  # capacity-enforced, made mandatory, fires
+    assert _host_key_advisories(result.stdout) == []
+    lines = result.stdout.splitlines()
+    start = lines.index(
+        "Unpinned SSH host keys (nodes.allowUnpinnedHostKeys: true): the node step trusts "
+        "whatever answers at these addresses with the cephx key and root"
+    )
+    assert lines[start + 1 : start + 4] == [
+        "    node k8s-workers-1 (192.168.250.195)",
+        "    node k8s-workers-2 (192.168.250.214)",
+        "",
+    ]
+    waived = [line for line in lines if line.startswith("    [waived] ")]
+    # Only what is lowered is a waiver; capacity-enforced was raised.
+    assert waived == [
+        "    [waived] pinned-images: advisory by the policy config (mandatory by default)",
+        "    [waived] storage-reclaim-retain: disabled by the policy config (mandatory by default)",
+        "    [waived] ssh-host-keys-pinned: disabled by the policy config (advisory by default)",
+    ]
+    document = json.loads((out / "plan.json").read_text())
+    assert document["unpinnedHostKeys"] == [
+        {"role": "node", "name": "k8s-workers-1", "address": "192.168.250.195"},
+        {"role": "node", "name": "k8s-workers-2", "address": "192.168.250.214"},
+    ]
+    assert {w["policy"]: (w["level"], w["default"]) for w in document["waivers"]} == {
+        "pinned-images": ("advisory", "mandatory"),
+        "storage-reclaim-retain": ("disabled", "mandatory"),
+        "ssh-host-keys-pinned": ("disabled", "advisory"),
+    }
+    jsonschema.validate(document, json.loads((ROOT / "sitectl/plan.schema.json").read_text()))
+
+
+def test_a_fully_pinned_site_without_waivers_reports_neither(tmp_path: Path) -> None:
+    settings = espsrc()
+    del settings["nodes"]["allowUnpinnedHostKeys"]
+    for host in settings["nodes"]["hosts"]:
+        host["hostKey"] = HOST_KEY
+    out = tmp_path / "o"
+    result = plan("espsrc", "--stack-file", str(stack_file(tmp_path, settings)),
+                  "--out", str(out), "--no-render")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Unpinned SSH host keys" not in result.stdout and "[waived]" not in result.stdout
+    document = json.loads((out / "plan.json").read_text())
+    assert document["unpinnedHostKeys"] == [] and document["waivers"] == []
 
 
 def test_short_secrets_are_redacted_in_everything_the_plan_writes(tmp_path: Path) -> None:
