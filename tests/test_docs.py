@@ -219,3 +219,14 @@ def test_the_help_and_the_page_name_the_same_options(command: str, page: str) ->
     for option, metavar in documented.items():
         if metavar:
             assert helped[option] == metavar, f"{option}: --help says {helped[option]!r}"
+
+
+def test_the_example_workflow_fetches_every_supported_chart() -> None:
+    """Its tests run with skips refused, and every supported version's tests need its
+    package: one missing from the fetch step fails that job."""
+    from policy.chart_versions import SUPPORTED_CHARTS
+
+    workflow = (PROJECT_DIR / ".github/workflows/preview.yml").read_text()
+    fetched = re.search(r"-m sitectl charts ([0-9. ]+)\n", workflow)
+    assert fetched is not None, "no `sitectl charts` step"
+    assert sorted(fetched.group(1).split()) == sorted(SUPPORTED_CHARTS)
