@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, get_origin
 
 import pulumi
 from pulumi.runtime.config import CONFIG as _RUNTIME_CONFIG
@@ -1087,6 +1087,25 @@ _TYPE_WORDS = {
 }
 
 
+def _is_key_error(loc: tuple[int | str, ...], raw: dict[str, Any], kind: str) -> bool:
+    """Whether pydantic's `[key]` marker ends `loc`: a map's key, not its value, is bad.
+
+    An operator may write a key that is itself spelt `[key]` (`site: {"[key]": 1}`), so the
+    marker counts only where a map setting of the model holds the key named before it.
+    """
+    if len(loc) < 3 or loc[-1] != "[key]" or kind == "extra_forbidden":
+        return False
+    fields = {f.alias or n: f for n, f in (_model_at(loc[:-3]) or BaseModel).model_fields.items()}
+    field = fields.get(str(loc[-3]))
+    owner = _lookup(raw, loc[:-2])
+    return (
+        field is not None
+        and get_origin(field.annotation) is dict
+        and isinstance(owner, dict)
+        and loc[-2] in owner
+    )
+
+
 def _describe(error: Any, raw: dict[str, Any]) -> str:
     loc = tuple(error["loc"])
     kind = error["type"]
@@ -1095,7 +1114,7 @@ def _describe(error: Any, raw: dict[str, Any]) -> str:
         keyed: KeyedError = ctx["error"]
         shown = "" if keyed.value is HIDDEN else f"{_show(keyed.value)} "
         return f"{_key((*loc, *_key_parts(keyed.key)))}: {shown}{keyed.expected}"
-    if loc and loc[-1] == "[key]":
+    if _is_key_error(loc, raw, kind):
         # A bad key of a map: name the map, and show the key as the bad value.
         return f"{_key(loc[:-2])}: key {_show(loc[-2])} {ctx.get('error', error['msg'])}"
     key = _key(loc)

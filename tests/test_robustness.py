@@ -160,6 +160,33 @@ def test_random_sections_are_refused_in_one_line(section: str, value: Any) -> No
     check_refusal_or_plan(settings_, full_program=False)
 
 
+# A key spelt like pydantic's own marker for a map's key: once read as a bad map key, which
+# named no setting at all (': key "site" Extra inputs are not permitted').
+@pytest.mark.parametrize(
+    ("path", "value", "line"),
+    [
+        ("site", {"[key]": None}, 'site["[key]"]: is not a known setting;'),
+        ("hub.oauth", {"[key]": 1}, 'hub.oauth["[key]"]: is not a known setting;'),
+        (
+            "hub.oauth.extraAuthorizeParams",
+            {"[key]": "a\nb"},
+            'hub.oauth.extraAuthorizeParams["[key]"]: "a\\nb" is not one line',
+        ),
+        (
+            "hub.singleuser.extraEnv",
+            {"[key]": "x"},
+            'hub.singleuser.extraEnv: key "[key]" is not an environment variable name',
+        ),
+    ],
+)
+def test_a_key_spelt_like_the_key_marker_is_named(path: str, value: Any, line: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_site_config(changed(BASE, {path: value}))
+    lines = str(err.value).splitlines()
+    assert any(shown.startswith(line) for shown in lines), lines
+    assert all(KEY_LINE.match(shown) for shown in lines), lines
+
+
 # -- hostile values ----------------------------------------------------------------------
 HOSTILE = {
     "semicolon": "a;reboot",
