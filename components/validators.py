@@ -79,7 +79,7 @@ def host_address(value: str) -> str:
             "give the node's global or unique-local address"
         )
     try:
-        ipaddress.ip_address(value)
+        ip = ipaddress.ip_address(value)
     except ValueError:
         try:
             socket.inet_aton(value)
@@ -97,6 +97,17 @@ def host_address(value: str) -> str:
             dns_name(value)
         except ValueError:
             raise ValueError("is not an IP address or a lowercase DNS name") from None
+        return value
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    # No one host answers at these: 0.0.0.0 and :: reach the deployer's own machine (Linux
+    # connects them to itself), so the node scripts would run there; a multicast or the
+    # broadcast address reaches no single node.
+    if ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"):
+        raise ValueError(
+            "is an unspecified, multicast or broadcast address, which names no one host; "
+            "give the host's own address"
+        )
     return value
 
 

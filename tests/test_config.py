@@ -25,6 +25,10 @@ AMBIGUOUS = (
     "is an IPv4 address with leading zeros, in hex or in fewer than four parts, which tools "
     "read differently; write four decimal numbers, such as 192.0.2.10"
 )
+NO_ONE_HOST = (
+    "is an unspecified, multicast or broadcast address, which names no one host; give the "
+    "host's own address"
+)
 ALLOW_ALL_WITH_GROUPS = (
     "admits every account of the provider, whatever allowedGroups says (oauthenticator checks "
     "allow_all first): remove allowAll to admit only allowedGroups, or remove allowedGroups to "
@@ -217,6 +221,29 @@ BAD: list[tuple[str, Any, str]] = [
         f'nodes.hosts[1].address: "192.168.250.010" {AMBIGUOUS}',
     ),
     ("nodes.hosts[1].address", "127.1", f'nodes.hosts[1].address: "127.1" {AMBIGUOUS}'),
+    # 0.0.0.0 and :: connect to the deployer's own machine: the scripts would run there.
+    (
+        "nodes.hosts[1].address",
+        "0.0.0.0",  # noqa: S104 - a refused value, never bound
+        f'nodes.hosts[1].address: "0.0.0.0" {NO_ONE_HOST}',
+    ),
+    ("nodes.hosts[1].address", "::", f'nodes.hosts[1].address: "::" {NO_ONE_HOST}'),
+    (
+        "nodes.hosts[1].address",
+        "::ffff:0.0.0.0",
+        f'nodes.hosts[1].address: "::ffff:0.0.0.0" {NO_ONE_HOST}',
+    ),
+    ("nodes.bastion.host", "224.0.0.1", f'nodes.bastion.host: "224.0.0.1" {NO_ONE_HOST}'),
+    (
+        "nodes.hosts[0].address",
+        "255.255.255.255",
+        f'nodes.hosts[0].address: "255.255.255.255" {NO_ONE_HOST}',
+    ),
+    (
+        "hub.oauth.tokenUrl",
+        "https://0.0.0.0/token",
+        f'hub.oauth.tokenUrl: "https://0.0.0.0/token" {NO_ONE_HOST}',
+    ),
     ("nodes.hosts[1].address", "0x7f000001", f'nodes.hosts[1].address: "0x7f000001" {AMBIGUOUS}'),
     (
         "nodes.hosts[1].address",
