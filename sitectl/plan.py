@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from sitectl import gc_tuning
+from sitectl.files import read_input_text
 from sitectl.mockrun import PROJECT_DIR, ProgramRun, Registered, Secret, redact, reveal
 from sitectl.stackfile import (
     StackFile,
@@ -358,7 +359,7 @@ def secrets_from_files(values: Sequence[str], project: str) -> dict[str, str]:
         if not sep or not key or not path:
             raise PlanError(f"--secret-file: {item!r} is not KEY=PATH")
         try:
-            text = Path(path).expanduser().read_text()
+            text = read_input_text(Path(path))
         except (OSError, UnicodeDecodeError) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else "not text"
             raise PlanError(f"--secret-file {key}: {path} cannot be read ({reason})") from None

@@ -30,6 +30,7 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
+from sitectl.files import read_input_text
 from sitectl.mockrun import ProgramRun, Unknown, reveal
 
 LEVELS = {level.value: level for level in EnforcementLevel}
@@ -119,7 +120,7 @@ def load_config(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_input_text(path))
     except OSError as err:
         raise PolicyConfigError(
             f"--policy-config {path}: cannot be read ({err.strerror})"

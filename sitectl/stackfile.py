@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from sitectl.files import read_input_text
+
 
 class StackFileError(ValueError):
     """The stack file cannot be read; the message is one line."""
@@ -173,7 +175,7 @@ def _yaml_error_where(err: yaml.YAMLError) -> str:
 def _config_section(path: Path) -> dict[Any, Any]:
     """The stack file's `config:` map, or StackFileError saying what is wrong, where."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_input_text(path)
     except OSError as err:
         raise StackFileError(f"{path}: cannot be read ({err.strerror})") from None
     except UnicodeDecodeError as err:

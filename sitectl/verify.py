@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sitectl.files import read_input_text
 from sitectl.stackfile import (
     StackFileError,
     check_readable,
@@ -217,7 +218,7 @@ def load_outputs(path: Path | None, stack: str) -> tuple[dict[str, Any], str]:
     """The stack's outputs and where they came from (or why there are none)."""
     if path is not None:
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_input_text(path))
         except OSError as err:
             raise VerifyError(f"--outputs {path}: cannot be read ({err.strerror})") from None
         except ValueError as err:
@@ -272,7 +273,7 @@ def check_outputs_are_this_sites(outputs: dict[str, Any], site: SiteConfig, sour
 def read_ssh_key(path: Path | None) -> tuple[str | None, str]:
     if path is not None:
         try:
-            return path.read_text(), f"SSH key from {path}"
+            return read_input_text(path), f"SSH key from {path}"
         except (OSError, UnicodeDecodeError) as err:
             # Not the decoder's message: it quotes bytes of the key.
             reason = err.strerror if isinstance(err, OSError) else "not text"
