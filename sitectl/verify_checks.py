@@ -414,6 +414,19 @@ def _known_hosts_line(address: str, port: int, key: str) -> str:
     return f"{name} {key}\n"
 
 
+# ssh reads the key and known-hosts paths with its own option syntax: whitespace splits a
+# list of known-hosts files and `%` starts a token it expands (also in the ProxyCommand).
+# Under a TMPDIR holding either, ssh would look for other files than the ones written.
+_SSH_SAFE_PATH = re.compile(r"[A-Za-z0-9_./-]+")
+
+
+def _ssh_workdir() -> tempfile.TemporaryDirectory[str]:
+    base = tempfile.gettempdir()
+    if not _SSH_SAFE_PATH.fullmatch(base):
+        base = "/tmp"  # noqa: S108 - a private mkdtemp directory (0700) under it
+    return tempfile.TemporaryDirectory(prefix="jhp-verify-", dir=base)
+
+
 def ssh_argv(inputs: Inputs, node: NodeHost, workdir: Path) -> list[str]:
     """The ssh command for `node` with the program's connection settings: the same user,
     port and bastion, and only the pinned host keys trusted."""
@@ -491,7 +504,7 @@ def mount_check(node: NodeHost) -> Check:
             command = remote_command(settings.check_script(), nodes.ssh_user)
         except ValueError as err:
             raise CheckFailed(f"share_export_path output: {err}") from None
-        with tempfile.TemporaryDirectory(prefix="jhp-verify-") as tmp:
+        with _ssh_workdir() as tmp:
             workdir = Path(tmp)
             argv = ssh_argv(inputs, node, workdir)
             key_file = workdir / "key"

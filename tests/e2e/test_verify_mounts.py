@@ -46,6 +46,7 @@ def _verify(
     key: str,
     *,
     bastion: SshHost | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     jump = {}
     if bastion is not None:
@@ -89,7 +90,7 @@ def _verify(
         str(outputs),
         "--only",
         "node-mounts",
-        env={"JHP_SECRET_sshPrivateKey": key},
+        env={"JHP_SECRET_sshPrivateKey": key, **(env or {})},
         report=tmp_path / "report.json",
         hidden=[key.strip().splitlines()[1]],
         timeout=120,
@@ -119,8 +120,14 @@ def test_verify_names_each_node_without_the_share_as_mounted(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [r["status"] for r in results.values()] == ["ok", "ok", "ok"], proc.stdout
 
-    # The same through the stack's bastion: each node sees the bastion connect to it.
-    proc, results = _verify(tmp_path, hosts, share.user, share.export, key, bastion=bastion)
+    # The same through the stack's bastion: each node sees the bastion connect to it. Under
+    # a TMPDIR with a space and a `%`, which ssh would split and expand in the paths of the
+    # key and the known hosts (in the ProxyCommand too) if verify put its files there.
+    odd = tmp_path / "tmp dir %d"
+    odd.mkdir()
+    proc, results = _verify(
+        tmp_path, hosts, share.user, share.export, key, bastion=bastion, env={"TMPDIR": str(odd)}
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [r["status"] for r in results.values()] == ["ok", "ok", "ok"], proc.stdout
     for host in hosts:
