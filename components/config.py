@@ -1374,6 +1374,11 @@ def load_site_config(project_dir: Path = PROJECT_DIR) -> tuple[SiteConfig, SiteS
                 f"{name}: is stored in plain text; store it encrypted with "
                 f"`pulumi config set --secret {name} ...`"
             )
+        if name == "sshPrivateKey":
+            try:
+                v.ssh_private_key(str(keys[name]))
+            except ValueError as err:
+                raise ConfigError(f"{name}: {err}") from None
         secrets[name] = config.require_secret(name)
     return site, SiteSecrets(
         oauth_client_secret=secrets.get("oauthClientSecret"),

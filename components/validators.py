@@ -8,6 +8,7 @@ names end up in commands run as root on every node.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 import socket
@@ -352,5 +353,56 @@ def ssh_host_key(value: str) -> str:
         raise ValueError(
             "is not an SSH public host key such as 'ssh-ed25519 AAAAC3...' "
             "(key type and base64 only, no host name or comment)"
+        )
+    return value
+
+
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN ([A-Z0-9]+ )?PRIVATE KEY-----\n(.+)\n-----END \1?PRIVATE KEY-----", re.S
+)
+_OPENSSH_MAGIC = b"openssh-key-v1\0"
+
+
+def _openssh_cipher(body: str) -> str | None:
+    """The cipher an OpenSSH-format key is encrypted with ('none' if it is not), or None
+    when the body is not one the parser can read (nothing more is checked then)."""
+    try:
+        data = base64.b64decode("".join(body.split()), validate=True)
+    except ValueError:
+        return None
+    if not data.startswith(_OPENSSH_MAGIC) or len(data) < len(_OPENSSH_MAGIC) + 4:
+        return None
+    start = len(_OPENSSH_MAGIC) + 4
+    size = int.from_bytes(data[start - 4 : start], "big")
+    return data[start : start + size].decode("ascii", "replace")
+
+
+def ssh_private_key(value: str) -> str:
+    """The SSH key the node steps log in with: a private key, with no passphrase.
+
+    The messages never quote the value. What an operator pastes by mistake is caught before
+    any node is contacted: `pulumi config set --secret sshPrivateKey ~/.ssh/key` stores the
+    path, `< key.pub` the public key; a passphrase would be asked by every node step, which
+    has no one to type it.
+    """
+    how = "set it from the key file: `pulumi config set --secret sshPrivateKey < key-file`"
+    text = value.replace("\r\n", "\n").strip()
+    found = _PRIVATE_KEY.fullmatch(text)
+    if found is None:
+        if "\n" not in text and text.startswith(("/", "~", "./")):
+            what = "is a file path, not the key"
+        elif text.startswith(("ssh-", "ecdsa-", "sk-")):
+            what = "is a public key, not the private key"
+        else:
+            what = "is not an SSH private key (a -----BEGIN ... PRIVATE KEY----- block)"
+        raise ValueError(f"{what}; {how}")
+    body = found.group(2)
+    cipher = _openssh_cipher(body) if found.group(1) == "OPENSSH " else None
+    # PEM marks it in the headers (Proc-Type: 4,ENCRYPTED), PKCS#8 in the label, OpenSSH
+    # by the cipher name inside the body.
+    if found.group(1) == "ENCRYPTED " or "ENCRYPTED" in body or cipher not in (None, "none"):
+        raise ValueError(
+            "is protected by a passphrase, which no node step can type; give the deploy a key "
+            "of its own without one (`ssh-keygen -t ed25519 -N ''`)"
         )
     return value

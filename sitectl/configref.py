@@ -43,7 +43,7 @@ secret stored in plain text).
 | Key | Required | Description |
 | --- | --- | --- |
 | `oauthClientSecret` | unless `secrets.source` is `vault` | the hub's client secret at the identity provider |
-| `sshPrivateKey` | yes | private key of `nodes.sshUser`, e.g. `pulumi config set --secret sshPrivateKey < key-file` |
+| `sshPrivateKey` | yes | private key of `nodes.sshUser` (no passphrase: the node steps cannot type one), e.g. `pulumi config set --secret sshPrivateKey < key-file` |
 """  # noqa: E501 (a Markdown table row is one line)
 
 # Values that fail every check of their type, to read what the check expects.

@@ -403,6 +403,18 @@ def secret_keys_needed(config: dict[str, str], project: str) -> list[str]:
     return [f"{project}:{k}" for k in required_secret_keys(raw)]
 
 
+def _placeholder(key: str) -> str:
+    """The offline stand-in for a secret; the SSH key's has a private key's frame, which
+    the program checks for."""
+    if key == "sshPrivateKey":
+        return (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+            f"{PLACEHOLDER}-{key}\n"
+            "-----END OPENSSH PRIVATE KEY-----\n"
+        )
+    return f"{PLACEHOLDER}-{key}"
+
+
 def _config_with_secrets(
     stack_config: StackFile, secrets: dict[str, str], project: str
 ) -> tuple[dict[str, str], set[str], list[Placeholder]]:
@@ -425,7 +437,7 @@ def _config_with_secrets(
     for key, reason in stand_ins.items():
         short = key.split(":", 1)[1] if key.startswith(f"{project}:") else key
         placeholders.append(Placeholder(short, reason))
-        config[key] = f"{PLACEHOLDER}-{key.split(':', 1)[1]}"
+        config[key] = _placeholder(short)
         secret_keys.add(key)
     return config, secret_keys, placeholders
 
@@ -461,7 +473,7 @@ def build_plan(
         secret_values.update(_secret_strings(res.outputs))
     secret_values.update(_secret_strings(run.outputs))
     known = [v for k, v in config.items() if k in secrets or k in stack_config.secret_keys]
-    known = [v for v in known if not v.startswith(PLACEHOLDER)]
+    known = [v for v in known if PLACEHOLDER not in v]
     return Plan(
         stack,
         project,

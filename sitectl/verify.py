@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.validators import ssh_private_key
 from sitectl.files import read_input_text
 from sitectl.stackfile import (
     StackFileError,
@@ -273,15 +274,26 @@ def check_outputs_are_this_sites(outputs: dict[str, Any], site: SiteConfig, sour
 def read_ssh_key(path: Path | None) -> tuple[str | None, str]:
     if path is not None:
         try:
-            return read_input_text(path), f"SSH key from {path}"
+            text = read_input_text(path)
         except (OSError, UnicodeDecodeError) as err:
             # Not the decoder's message: it quotes bytes of the key.
             reason = err.strerror if isinstance(err, OSError) else "not text"
             raise VerifyError(f"--ssh-key-file {path}: cannot be read ({reason})") from None
+        return _private_key(text, f"--ssh-key-file {path}"), f"SSH key from {path}"
     value = os.environ.get(SSH_KEY_ENV)
     if value:
-        return value, f"SSH key from ${SSH_KEY_ENV}"
+        return _private_key(value, f"${SSH_KEY_ENV}"), f"SSH key from ${SSH_KEY_ENV}"
     return None, f"no SSH key: set ${SSH_KEY_ENV} or pass --ssh-key-file"
+
+
+def _private_key(value: str, source: str) -> str:
+    """The key as the program takes it; a path, a public key or a passphrase is bad input,
+    not a failed check on every node."""
+    try:
+        return ssh_private_key(value)
+    except ValueError as err:
+        message = str(err).split("; set it from", 1)[0]
+        raise VerifyError(f"{source}: {message}") from None
 
 
 def read_token(outputs: dict[str, Any]) -> tuple[str | None, str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -561,6 +563,69 @@ def test_secret_in_plain_text_is_refused() -> None:
         "sshPrivateKey: is stored in plain text; store it encrypted with "
         "`pulumi config set --secret sshPrivateKey ...`"
     )
+    assert result.resources == []
+
+
+def _ssh_keygen(tmp_path: Path, *options: str) -> str:
+    path = tmp_path / "key"
+    subprocess.run(
+        ["ssh-keygen", "-q", *options, "-C", "", "-f", str(path)], check=True, timeout=60
+    )
+    return path.read_text()
+
+
+SET_FROM_FILE = "set it from the key file: `pulumi config set --secret sshPrivateKey < key-file`"
+PASSPHRASE = (
+    "sshPrivateKey: is protected by a passphrase, which no node step can type; give the deploy "
+    "a key of its own without one (`ssh-keygen -t ed25519 -N ''`)"
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["-t", "ed25519", "-N", ""], None),
+        (["-t", "rsa", "-b", "2048", "-m", "PEM", "-N", ""], None),
+        (["-t", "ecdsa", "-m", "PKCS8", "-N", ""], None),
+        (["-t", "ed25519", "-N", "a passphrase"], PASSPHRASE),
+        (["-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "a passphrase"], PASSPHRASE),
+        (["-t", "ecdsa", "-m", "PKCS8", "-N", "a passphrase"], PASSPHRASE),
+    ],
+)
+def test_the_ssh_key_is_a_private_key_without_a_passphrase(
+    tmp_path: Path, options: list[str], message: str | None
+) -> None:
+    key = _ssh_keygen(tmp_path, *options)
+    result = run(espsrc(), {**SECRETS, "sshPrivateKey": key})
+    if message is None:
+        result.ok()
+        return
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error) == message
+    assert result.resources == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        # `pulumi config set --secret sshPrivateKey ~/.ssh/key`: the path, not the key.
+        ("/home/op/.ssh/espsrc_ed25519", f"is a file path, not the key; {SET_FROM_FILE}"),
+        ("pub", f"is a public key, not the private key; {SET_FROM_FILE}"),
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n",  # cut short when pasted
+            f"is not an SSH private key (a -----BEGIN ... PRIVATE KEY----- block); {SET_FROM_FILE}",
+        ),
+    ],
+)
+def test_what_is_pasted_for_the_ssh_key_by_mistake_is_named(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    if value == "pub":
+        _ssh_keygen(tmp_path, "-t", "ed25519", "-N", "")
+        value = (tmp_path / "key.pub").read_text()
+    result = run(espsrc(), {**SECRETS, "sshPrivateKey": value})
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error) == f"sshPrivateKey: {message}"
     assert result.resources == []
 
 

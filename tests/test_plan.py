@@ -832,10 +832,12 @@ def test_a_fully_pinned_site_without_waivers_reports_neither(tmp_path: Path) -> 
 
 
 def test_short_secrets_are_redacted_in_everything_the_plan_writes(tmp_path: Path) -> None:
-    """A client secret of 3 characters, and a key file of 1: no file or output shows them."""
+    """A client secret of 3 characters, and a key whose body is 1: no file or output shows
+    them (the key is framed as a private key, which the program checks for)."""
     out = tmp_path / "plan"
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nK\n-----END OPENSSH PRIVATE KEY-----"
     result = plan("espsrc", "--out", str(out), "--secret", "oauthClientSecret=Zq9",
-                  "--secret", "sshPrivateKey=K")  # fmt: skip
+                  "--secret", f"sshPrivateKey={key}")  # fmt: skip
     assert result.returncode == 0, result.stderr
     values = yaml.safe_load((out / "values.yaml").read_text())
     assert values["hub"]["config"]["GenericOAuthenticator"]["client_secret"] == "[secret]"

@@ -237,7 +237,11 @@ def test_bad_stack_config_exits_2_naming_the_key(
 
 def test_secrets_from_the_environment_never_shown(tmp_path: Path) -> None:
     token = "verify-token-8f1e2d3c4b5a69788796a5b4c3d2e1f0"
-    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LWtleS1vZi10ZXN0cw==\n-----END"
+    key = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        "c2VjcmV0LWtleS1vZi10ZXN0cw==\n"
+        "-----END OPENSSH PRIVATE KEY-----\n"
+    )
     outputs = tmp_path / "outputs.json"
     outputs.write_text(
         json.dumps(
@@ -283,6 +287,25 @@ def test_an_ssh_key_file_that_is_not_text_is_one_line(
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f"error: --ssh-key-file {key}: cannot be read (not text)\n"
+
+
+def test_an_ssh_key_that_is_no_private_key_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A public key, or a path in $JHP_SECRET_sshPrivateKey, is bad input (exit 2), not a
+    failed SSH login reported on every node."""
+    public = tmp_path / "key.pub"
+    public.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1c3RlZC1ub3QtYS1yZWFsLWtleS0wMDAw\n")
+    assert main(["verify", "espsrc", "--ssh-key-file", str(public), "--only", "node-mounts"]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == (
+        "",
+        f"error: --ssh-key-file {public}: is a public key, not the private key\n",
+    )
+    monkeypatch.setenv("JHP_SECRET_sshPrivateKey", "~/.ssh/espsrc_ed25519")
+    assert main(["verify", "espsrc", "--only", "node-mounts"]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "error: $JHP_SECRET_sshPrivateKey: is a file path, not the key\n")
 
 
 def test_discovery_candidates_cover_iam_and_keycloak() -> None:
