@@ -233,7 +233,7 @@ KubernetesVersion = Annotated[
 
 class SiteSettings(_Model):
     name: DnsLabel = Field(description="short name of the site, e.g. espsrc")
-    hub_host: DnsName = Field(
+    hub_host: Annotated[str, AfterValidator(v.public_host_name)] = Field(
         description="public host name of the hub, served by the site's HAProxy"
     )
     kubernetes_version: KubernetesVersion = Field(
@@ -1353,6 +1353,18 @@ def load_site_config(project_dir: Path = PROJECT_DIR) -> tuple[SiteConfig, SiteS
     keys = _stack_keys()
     secret_names = set(SiteConfig.SECRET_KEYS)
     raw = {k: decode_config_value(val) for k, val in keys.items() if k not in secret_names}
+    # A setting holding a `secure:` value (`pulumi config set --secret --path hub.x ...`) is
+    # decrypted for the program, which would then write it into plain resource inputs and
+    # values: not a secret any more. The offline plan cannot decrypt it either.
+    encrypted = [k for k in raw if is_config_secret(f"{PROJECT}:{k}")]
+    if encrypted:
+        raise ConfigError(
+            "\n".join(
+                f"{k}: is encrypted (secure:), and only "
+                f"{' and '.join(SiteConfig.SECRET_KEYS)} are secrets: set it in plain text"
+                for k in encrypted
+            )
+        )
     site = parse_site_config(raw, project_dir)
 
     config = pulumi.Config(PROJECT)

@@ -66,6 +66,20 @@ def dns_name(value: str) -> str:
     return value
 
 
+def public_host_name(value: str) -> str:
+    """The name users reach the hub by: the TLS certificate, the provider's registered
+    callback and every browser name it, so a name of one label (`localhost`, `notebook`)
+    or an IP address, which a browser resolves only inside one network, is refused."""
+    dns_name(value)
+    labels = value.split(".")
+    if len(labels) < 2 or labels[-1].isdigit():
+        raise ValueError(
+            "is not a public host name with a domain, such as notebook.example.org (users' "
+            "browsers, the TLS certificate and the provider's callback all name it)"
+        )
+    return value
+
+
 def host_address(value: str) -> str:
     """An IPv4 or IPv6 address, or a DNS name; no IPv6 scope (`%eth0`).
 

@@ -27,6 +27,10 @@ AMBIGUOUS = (
     "is an IPv4 address with leading zeros, in hex or in fewer than four parts, which tools "
     "read differently; write four decimal numbers, such as 192.0.2.10"
 )
+NOT_PUBLIC = (
+    "is not a public host name with a domain, such as notebook.example.org (users' browsers, "
+    "the TLS certificate and the provider's callback all name it)"
+)
 NO_ONE_HOST = (
     "is an unspecified, multicast or broadcast address, which names no one host; give the "
     "host's own address"
@@ -66,6 +70,10 @@ BAD: list[tuple[str, Any, str]] = [
         'site.hubHost: "Notebook.Example.org" is not a lowercase DNS name '
         "(labels of lowercase letters, digits and '-', separated by '.')",
     ),
+    # Names a browser resolves only inside one network: the TLS certificate and the
+    # provider's registered callback could not name the hub for its users.
+    ("site.hubHost", "localhost", f'site.hubHost: "localhost" {NOT_PUBLIC}'),
+    ("site.hubHost", "192.0.2.10", f'site.hubHost: "192.0.2.10" {NOT_PUBLIC}'),
     (
         "hub.oauth.authorizeUrl",
         "http://iam.example.org/authorize",
@@ -562,6 +570,19 @@ def test_secret_in_plain_text_is_refused() -> None:
     assert str(result.error) == (
         "sshPrivateKey: is stored in plain text; store it encrypted with "
         "`pulumi config set --secret sshPrivateKey ...`"
+    )
+    assert result.resources == []
+
+
+def test_an_encrypted_plain_setting_is_refused() -> None:
+    """`pulumi config set --secret --path hub.oauth.clientId ...` makes all of hub a secret
+    setting, decrypted for the program, which would write it into plain values."""
+    config, secret_keys = as_config(espsrc())
+    result = run_program(config, [*secret_keys, "jupyterhub-platform:hub"])
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error) == (
+        "hub: is encrypted (secure:), and only oauthClientSecret and sshPrivateKey are "
+        "secrets: set it in plain text"
     )
     assert result.resources == []
 
