@@ -19,7 +19,7 @@ from components.jupyterhub import HUB_URL_ANNOTATION
 from policy.chart_versions import SUPPORTED_CHARTS
 from sitectl.mockrun import ProgramRun, Secret, reveal
 from tests.hubenv import hub_versions, load_in_hub, pins
-from tests.hubload import PROBE_TOKEN, VERSIONS
+from tests.hubload import PROBE_API_TOKEN, PROBE_TOKEN, VERSIONS
 from tests.sites import (
     DELETE,
     OAUTH_SECRET,
@@ -477,3 +477,19 @@ def test_the_health_check_user_can_start_a_server_on_4x(version: str) -> None:
     # Anyone else, and the health-check user once it has auth state: the usual refresh.
     assert hook(None, SimpleNamespace(name="alice"), None) is None
     assert hook(None, SimpleNamespace(name=HEALTH_CHECK_USER), {"access_token": "t"}) is None
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_hubload_runs_the_charts_own_config(version: str) -> None:
+    """tests/hubload.py builds the hub's config with the chart's jupyterhub_config.py: the
+    hub.config sections come after singleuser (so hub.config.KubeSpawner wins), the chart's
+    defaults fill what the values leave out, and the chart's own settings are there."""
+    values = values_of(_run(version, "espsrc"))
+    over = deep_merge(values, {"hub": {"config": {"KubeSpawner": {"cpu_limit": 2}}}})
+    report = load_in_hub(version, {"over": {"values": over}})["over"]
+    assert "error" not in report, report
+    # singleuser.cpu.limit is 0.5; the chart applies hub.config last.
+    assert report["spawner"]["default_resources"][0] == 2
+    env = report["spawner"]["server_env"]
+    assert env["JUPYTERHUB_SINGLEUSER_APP"] == "jupyter_server.serverapp.ServerApp"
+    assert env["JUPYTERHUB_API_TOKEN"] == PROBE_API_TOKEN
