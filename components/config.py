@@ -106,6 +106,53 @@ ClaimName = Annotated[str, AfterValidator(v.claim_name)]
 Scope = Annotated[str, AfterValidator(v.scope)]
 OneLine = Annotated[str, AfterValidator(v.one_line)]
 ClientId = Annotated[str, AfterValidator(v.client_id)]
+
+# What the hub itself puts in every user server's environment: the names Spawner.get_env
+# (JupyterHub 4.0.2, 4.1.6, 5.5.0) and KubeSpawner.get_env (6.1.0, 6.2.0, 7.0.0) set,
+# the versions' union. KubeSpawner applies the configured environment after them, so a
+# value given here would replace the hub's own: the server's API token, its OAuth client,
+# its URLs, the limits it reports.
+HUB_SET_ENV = frozenset({
+    "JPY_API_TOKEN", "JUPYTERHUB_ACTIVITY_URL", "JUPYTERHUB_ADMIN_ACCESS",
+    "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL", "JUPYTERHUB_BASE_URL",
+    "JUPYTERHUB_CLIENT_ID", "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED",
+    "JUPYTERHUB_COOKIE_OPTIONS", "JUPYTERHUB_DEBUG", "JUPYTERHUB_DEFAULT_URL",
+    "JUPYTERHUB_DISABLE_USER_CONFIG", "JUPYTERHUB_HOST", "JUPYTERHUB_OAUTH_ACCESS_SCOPES",
+    "JUPYTERHUB_OAUTH_CALLBACK_URL", "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES",
+    "JUPYTERHUB_OAUTH_SCOPES", "JUPYTERHUB_PUBLIC_HUB_URL", "JUPYTERHUB_PUBLIC_URL",
+    "JUPYTERHUB_ROOT_DIR", "JUPYTERHUB_SERVER_NAME", "JUPYTERHUB_SERVICE_PREFIX",
+    "JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SSL_CERTFILE", "JUPYTERHUB_SSL_CLIENT_CA",
+    "JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_USER", "JUPYTER_IMAGE", "JUPYTER_IMAGE_SPEC",
+    "MEM_LIMIT", "MEM_GUARANTEE", "CPU_LIMIT", "CPU_GUARANTEE",
+})  # fmt: skip
+
+
+def _not_set_by_the_hub(value: str) -> str:
+    if value in HUB_SET_ENV:
+        raise ValueError(
+            "is set by the hub itself for every server (Spawner.get_env); a value here would "
+            "replace the hub's own; choose another name"
+        )
+    return value
+
+
+def _no_template_braces(value: str) -> str:
+    # KubeSpawner formats every configured environment value with str.format at spawn
+    # ({username} becomes the user's escaped name): a lone brace stops the spawn, a pair
+    # is replaced or fails with KeyError. Refused rather than escaped ({{ }}), so the
+    # value reads the same in the stack file and in the server.
+    if "{" in value or "}" in value:
+        raise ValueError(
+            "contains '{' or '}', which KubeSpawner reads as a template field ({username}) "
+            "when it starts a server: the spawn fails or the value changes; write it "
+            "without braces"
+        )
+    return value
+
+
+# An environment variable of users' servers: its name, and its value as KubeSpawner reads it.
+ServerEnvName = Annotated[str, AfterValidator(v.env_name), AfterValidator(_not_set_by_the_hub)]
+ServerEnvValue = Annotated[str, AfterValidator(v.one_line), AfterValidator(_no_template_braces)]
 HostKey = Annotated[str, AfterValidator(v.ssh_host_key)]
 
 
@@ -292,7 +339,7 @@ class OAuthSettings(_Model):
         default=None,
         description="give each spawned server the user's access token at spawn time (chart 4.x)",
     )
-    access_token_env_var: EnvName | None = Field(
+    access_token_env_var: ServerEnvName | None = Field(
         default=None,
         description="environment variable of the server that holds the access token "
         f"(default {DEFAULT_ACCESS_TOKEN_ENV})",
@@ -376,7 +423,7 @@ class SingleuserSettings(_Model):
         default_factory=ImageSettings, description="image of servers started without a profile"
     )
     default_url: AppPath = Field(default="/lab", description="page a user lands on")
-    extra_env: dict[EnvName, OneLine] = Field(
+    extra_env: dict[ServerEnvName, ServerEnvValue] = Field(
         default_factory=dict, description="environment of every user server"
     )
 
@@ -756,6 +803,16 @@ class HubSettings(_Model):
                 "oauth.accessTokenEnvVar",
                 oauth.access_token_env_var,
                 "has no effect without passAccessTokenToServer: true",
+            )
+        token_env = oauth.access_token_env_var or DEFAULT_ACCESS_TOKEN_ENV
+        if oauth.pass_access_token_to_server and token_env in self.singleuser.extra_env:
+            # The spawn hook replaces the variable with the token, or drops it when the
+            # user's auth state has none: the configured value never reaches a server.
+            raise KeyedError(
+                "oauth.accessTokenEnvVar",
+                token_env,
+                "is also set in hub.singleuser.extraEnv; the access token replaces that value "
+                "at each spawn: choose another name for one of them",
             )
         return self
 

@@ -34,6 +34,14 @@ NOT_MEMORY = (
     "is not a memory size KubeSpawner takes: a number and K, M, G or T (powers of 1024), "
     "such as 512M or 2G"
 )
+HUB_SETS = (
+    "is set by the hub itself for every server (Spawner.get_env); a value here would replace "
+    "the hub's own; choose another name"
+)
+BRACES = (
+    "contains '{' or '}', which KubeSpawner reads as a template field ({username}) when it "
+    "starts a server: the spawn fails or the value changes; write it without braces"
+)
 MARKUP = "contains '<', '>' or '&', which the spawn page would read as HTML; use plain text"
 UNPINNED = (
     "is missing; pin the SSH host key (`ssh-keyscan -t ed25519 {host}`, its fingerprint checked "
@@ -52,6 +60,31 @@ PATH = (
 
 # (key as written in Pulumi.<site>.yaml, bad value, the whole expected message)
 BAD: list[tuple[str, Any, str]] = [
+    (
+        "hub.singleuser.extraEnv",
+        {"SITE_NOTE": "{username}"},
+        f'hub.singleuser.extraEnv.SITE_NOTE: "{{username}}" {BRACES}',
+    ),
+    (
+        "hub.singleuser.extraEnv",
+        {"SITE_JSON": '{"a": 1}'},
+        f'hub.singleuser.extraEnv.SITE_JSON: "{{\\"a\\": 1}}" {BRACES}',
+    ),
+    (
+        "hub.singleuser.extraEnv",
+        {"JUPYTERHUB_API_TOKEN": "x"},
+        f'hub.singleuser.extraEnv: key "JUPYTERHUB_API_TOKEN" {HUB_SETS}',
+    ),
+    (
+        "hub.singleuser.extraEnv",
+        {"MEM_LIMIT": "2G"},
+        f'hub.singleuser.extraEnv: key "MEM_LIMIT" {HUB_SETS}',
+    ),
+    (
+        "hub.oauth.accessTokenEnvVar",
+        "JPY_API_TOKEN",
+        f'hub.oauth.accessTokenEnvVar: "JPY_API_TOKEN" {HUB_SETS}',
+    ),
     ("hub.nodePort", 80, "hub.nodePort: 80 is not in 30000-32767"),
     ("hub.nodePort", "31090x", 'hub.nodePort: "31090x" is not a whole number'),
     (
@@ -630,3 +663,19 @@ def test_the_private_sdk_config_api_the_program_reads_is_there() -> None:
     assert callable(runtime_config.get_config_env)
     assert callable(runtime_config.is_config_secret)
     assert isinstance(runtime_config.CONFIG.get(), dict)
+
+
+def test_the_access_token_variable_is_not_also_in_extra_env() -> None:
+    """The spawn hook replaces that variable (tests/test_hub.py shows it at 4.4.0)."""
+    changes = {
+        "hub.chartVersion": "4.4.0",
+        "hub.oauth.passAccessTokenToServer": True,
+        "hub.singleuser.extraEnv.ACCESS_TOKEN": "site-value",
+    }
+    result = run(site(**changes))
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error) == (
+        'hub.oauth.accessTokenEnvVar: "ACCESS_TOKEN" is also set in hub.singleuser.extraEnv; '
+        "the access token replaces that value at each spawn: choose another name for one of them"
+    )
+    assert result.resources == []

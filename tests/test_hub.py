@@ -116,6 +116,27 @@ def _with_kubernetes_memory_suffix(version: str) -> dict[str, Any]:
     return values
 
 
+def _changed(version: str, variant: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """A variant's values with changes the model refuses, as hub.extraValues would merge them."""
+    return deep_merge(values_of(_run(version, variant)), changes)
+
+
+def _env(**env: str) -> dict[str, Any]:
+    return {"singleuser": {"extraEnv": env}}
+
+
+def _token_env_renamed(version: str, name: str) -> dict[str, Any]:
+    """The tokens variant with the access token put in the variable `name`."""
+    from components.hub_values import ACCESS_TOKEN_CONFIG_NAME
+
+    values = values_of(_run(version, "tokens"))
+    hook = values["hub"]["extraConfig"][ACCESS_TOKEN_CONFIG_NAME]
+    values["hub"]["extraConfig"][ACCESS_TOKEN_CONFIG_NAME] = hook.replace(
+        "SRCNET_ACCESS_TOKEN", name
+    )
+    return values
+
+
 @functools.cache
 def loaded(version: str) -> dict[str, Any]:
     """Every variant of this version, loaded in one subprocess into its hub libraries."""
@@ -123,6 +144,20 @@ def loaded(version: str) -> dict[str, Any]:
     cases["runbook-username-key"] = {"values": _runbook_values(version)}
     cases["no-manage-groups"] = {"values": _without_manage_groups(version)}
     cases["memory-1Gi"] = {"values": _with_kubernetes_memory_suffix(version)}
+    cases["env-lone-brace"] = {"values": _changed(version, "espsrc", _env(SITE_NOTE="a}b"))}
+    cases["env-template"] = {
+        "values": _changed(version, "espsrc", _env(SITE_NOTE="{username} files"))
+    }
+    cases["env-hub-token"] = {
+        "values": _changed(version, "espsrc", _env(JUPYTERHUB_API_TOKEN="site-value"))
+    }
+    if SUPPORTED_CHARTS[version].major >= 4:
+        cases["token-in-hub-token"] = {
+            "values": _token_env_renamed(version, "JUPYTERHUB_API_TOKEN")
+        }
+        cases["token-over-extra-env"] = {
+            "values": _changed(version, "tokens", _env(SRCNET_ACCESS_TOKEN="site-value"))
+        }
     return load_in_hub(version, cases)
 
 
@@ -493,3 +528,50 @@ def test_hubload_runs_the_charts_own_config(version: str) -> None:
     env = report["spawner"]["server_env"]
     assert env["JUPYTERHUB_SINGLEUSER_APP"] == "jupyter_server.serverapp.ServerApp"
     assert env["JUPYTERHUB_API_TOKEN"] == PROBE_API_TOKEN
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_kubespawner_reads_braces_in_environment_values(version: str) -> None:
+    """Why hub.singleuser.extraEnv values may not hold '{' or '}' (tests/test_config.py):
+    KubeSpawner formats each value at spawn, so a lone brace stops the spawn and a field
+    is replaced."""
+    reports = loaded(version)
+    error = reports["env-lone-brace"].get("error", "")
+    assert "Single '}' encountered in format string" in error, reports["env-lone-brace"]
+    env = reports["env-template"]["spawner"]["server_env"]
+    assert env["SITE_NOTE"] != "{username} files", env["SITE_NOTE"]
+    assert env["SITE_NOTE"].endswith(" files")
+    refused = run(site(**{"hub.chartVersion": version, "hub.singleuser.extraEnv.SITE_NOTE": "a}b"}))
+    assert str(refused.error).startswith('hub.singleuser.extraEnv.SITE_NOTE: "a}b" contains')
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_an_environment_value_replaces_the_hubs_own(version: str) -> None:
+    """Why names the hub sets (JUPYTERHUB_API_TOKEN, ...) are refused in extraEnv and as
+    oauth.accessTokenEnvVar: KubeSpawner applies the configured environment after the
+    hub's, and the server would start without the token the hub made for it."""
+    reports = loaded(version)
+    env = reports["env-hub-token"]["spawner"]["server_env"]
+    assert env["JUPYTERHUB_API_TOKEN"] == "site-value"
+    assert reports["espsrc"]["spawner"]["server_env"]["JUPYTERHUB_API_TOKEN"] == PROBE_API_TOKEN
+    changes = {"hub.chartVersion": version, "hub.singleuser.extraEnv.JUPYTERHUB_API_TOKEN": "x"}
+    assert str(run(site(**changes)).error).startswith(
+        'hub.singleuser.extraEnv: key "JUPYTERHUB_API_TOKEN" is set by the hub itself'
+    )
+    if SUPPORTED_CHARTS[version].major < 4:
+        return
+    hooked = reports["token-in-hub-token"]["spawner"]["server_env"]
+    assert hooked["JUPYTERHUB_API_TOKEN"] == PROBE_TOKEN, "the access token took its place"
+    changes = {**VARIANTS_4X["tokens"], "hub.chartVersion": version}
+    changes["hub.oauth.accessTokenEnvVar"] = "JUPYTERHUB_API_TOKEN"
+    assert str(run(site(**changes)).error).startswith(
+        'hub.oauth.accessTokenEnvVar: "JUPYTERHUB_API_TOKEN" is set by the hub itself'
+    )
+    # An extraEnv variable of the access token's name: the hook replaces its value.
+    replaced = reports["token-over-extra-env"]["spawner"]["environment_after_hook"]
+    assert replaced["SRCNET_ACCESS_TOKEN"] == PROBE_TOKEN
+    changes = {**VARIANTS_4X["tokens"], "hub.chartVersion": version}
+    changes["hub.singleuser.extraEnv.SRCNET_ACCESS_TOKEN"] = "site-value"
+    assert str(run(site(**changes)).error).startswith(
+        'hub.oauth.accessTokenEnvVar: "SRCNET_ACCESS_TOKEN" is also set in hub.singleuser.extraEnv'
+    )
