@@ -106,6 +106,7 @@ ClaimName = Annotated[str, AfterValidator(v.claim_name)]
 Scope = Annotated[str, AfterValidator(v.scope)]
 OneLine = Annotated[str, AfterValidator(v.one_line)]
 ClientId = Annotated[str, AfterValidator(v.client_id)]
+HostKey = Annotated[str, AfterValidator(v.ssh_host_key)]
 
 # What the hub itself puts in every user server's environment: the names Spawner.get_env
 # (JupyterHub 4.0.2, 4.1.6, 5.5.0) and KubeSpawner.get_env (6.1.0, 6.2.0, 7.0.0) set,
@@ -150,10 +151,37 @@ def _no_template_braces(value: str) -> str:
     return value
 
 
+# Parameters the login handler (oauthenticator's OAuthLoginHandler, 16.1.0 to 17.4.0) puts
+# in the authorization request itself. Tornado's authorize_redirect lays
+# extra_authorize_params over redirect_uri, client_id and response_type, so a value here
+# replaces the hub's; the handler then sets state, scope and, with PKCE, the code
+# challenge over whatever was given.
+LOGIN_SETS_PARAMS = {
+    "redirect_uri": "would replace the hub's callback URL, and the provider would send users "
+    "somewhere other than the hub",
+    "client_id": "would replace hub.oauth.clientId, and the code would be issued to another "
+    "client than the one the hub redeems it as",
+    "response_type": "would replace the code flow (response_type=code) the hub's callback expects",
+    "scope": "is replaced by hub.oauth.scopes; list scopes there",
+    "state": "is replaced by the hub's own state, which its callback checks",
+    "code_challenge": "is PKCE, which the hub sends itself on chart 4.x (hub.oauth.pkce); "
+    "given here, the provider would expect a code verifier the hub never sends",
+    "code_challenge_method": "is PKCE, which the hub sends itself on chart 4.x (hub.oauth.pkce); "
+    "given here, the provider would expect a code verifier the hub never sends",
+}
+
+
+def _not_set_by_the_login(value: str) -> str:
+    if value in LOGIN_SETS_PARAMS:
+        raise ValueError(f"is set by the hub's login handler: it {LOGIN_SETS_PARAMS[value]}")
+    return value
+
+
+AuthorizeParam = Annotated[str, AfterValidator(v.claim_name), AfterValidator(_not_set_by_the_login)]
+
 # An environment variable of users' servers: its name, and its value as KubeSpawner reads it.
 ServerEnvName = Annotated[str, AfterValidator(v.env_name), AfterValidator(_not_set_by_the_hub)]
 ServerEnvValue = Annotated[str, AfterValidator(v.one_line), AfterValidator(_no_template_braces)]
-HostKey = Annotated[str, AfterValidator(v.ssh_host_key)]
 
 
 def _vault_key(value: str) -> str:
@@ -312,7 +340,7 @@ class OAuthSettings(_Model):
     userdata_params: dict[ClaimName, OneLine] = Field(
         default_factory=dict, description="extra query parameters for the userinfo request"
     )
-    extra_authorize_params: dict[ClaimName, OneLine] = Field(
+    extra_authorize_params: dict[AuthorizeParam, OneLine] = Field(
         default_factory=dict,
         description="extra authorization request parameters, e.g. prompt: consent",
     )

@@ -81,6 +81,20 @@ BAD: list[tuple[str, Any, str]] = [
         f'hub.singleuser.extraEnv: key "MEM_LIMIT" {HUB_SETS}',
     ),
     (
+        "hub.oauth.extraAuthorizeParams",
+        {"prompt": "consent", "redirect_uri": "https://elsewhere.example.org/cb"},
+        'hub.oauth.extraAuthorizeParams: key "redirect_uri" is set by the hub\'s login handler: '
+        "it would replace the hub's callback URL, and the provider would send users somewhere "
+        "other than the hub",
+    ),
+    (
+        "hub.oauth.extraAuthorizeParams",
+        {"code_challenge_method": "plain"},
+        'hub.oauth.extraAuthorizeParams: key "code_challenge_method" is set by the hub\'s login '
+        "handler: it is PKCE, which the hub sends itself on chart 4.x (hub.oauth.pkce); given "
+        "here, the provider would expect a code verifier the hub never sends",
+    ),
+    (
         "hub.oauth.accessTokenEnvVar",
         "JPY_API_TOKEN",
         f'hub.oauth.accessTokenEnvVar: "JPY_API_TOKEN" {HUB_SETS}',

@@ -64,6 +64,17 @@ VARIANTS_4X: dict[str, dict[str, Any]] = {
     "groups-no-pkce": {**VARIANTS["groups"], "hub.oauth.pkce": False},
 }
 VERSIONS_LIST = list(SUPPORTED_CHARTS)
+GENERIC_SECTION = "GenericOAuthenticator"
+# Authorization request parameters the hub's login handler sets itself.
+LOGIN_OVERRIDES = {
+    "redirect_uri": "https://elsewhere.test/callback",
+    "client_id": "another-client",
+    "response_type": "token",
+    "scope": "admin",
+    "state": "fixed-state",
+    "code_challenge": "fixed-challenge",
+    "code_challenge_method": "plain",
+}
 
 
 def variants(version: str) -> dict[str, dict[str, Any]]:
@@ -151,6 +162,8 @@ def loaded(version: str) -> dict[str, Any]:
     cases["env-hub-token"] = {
         "values": _changed(version, "espsrc", _env(JUPYTERHUB_API_TOKEN="site-value"))
     }
+    overrides = {"hub": {"config": {GENERIC_SECTION: {"extra_authorize_params": LOGIN_OVERRIDES}}}}
+    cases["authorize-overrides"] = {"values": _changed(version, "espsrc", overrides)}
     if SUPPORTED_CHARTS[version].major >= 4:
         cases["token-in-hub-token"] = {
             "values": _token_env_renamed(version, "JUPYTERHUB_API_TOKEN")
@@ -575,3 +588,26 @@ def test_an_environment_value_replaces_the_hubs_own(version: str) -> None:
     assert str(run(site(**changes)).error).startswith(
         'hub.oauth.accessTokenEnvVar: "SRCNET_ACCESS_TOKEN" is also set in hub.singleuser.extraEnv'
     )
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_the_login_handler_and_extra_authorize_params(version: str) -> None:
+    """Why hub.oauth.extraAuthorizeParams may not name what the login handler sets: the
+    handler's redirect takes redirect_uri, client_id and response_type from them (users
+    land elsewhere, or with another client or flow), and replaces state, scope and, with
+    PKCE, the challenge; without PKCE (3.x) a given challenge goes out with no verifier."""
+    sent = loaded(version)["authorize-overrides"]["authenticator"]["authorize_params"]
+    for key in ("redirect_uri", "client_id", "response_type"):
+        assert sent[key] == LOGIN_OVERRIDES[key], (version, key, sent)
+    assert sent["state"] != LOGIN_OVERRIDES["state"]
+    assert sent["scope"] == " ".join(_site(version, "espsrc")["hub"]["oauth"]["scopes"])
+    pkce = SUPPORTED_CHARTS[version].major >= 4
+    assert (sent["code_challenge"] == LOGIN_OVERRIDES["code_challenge"]) is not pkce
+    plain = loaded(version)["espsrc"]["authenticator"]["authorize_params"]
+    assert plain["redirect_uri"] == _run(version, "espsrc").outputs["oauth_callback_url"]
+    for key in LOGIN_OVERRIDES:
+        changes = {"hub.chartVersion": version, "hub.oauth.extraAuthorizeParams": {key: "x"}}
+        error = str(run(site(**changes)).error)
+        assert error.startswith(
+            f'hub.oauth.extraAuthorizeParams: key "{key}" is set by the hub\'s login handler'
+        ), error
