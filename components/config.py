@@ -863,6 +863,27 @@ class HubSettings(_Model):
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise KeyedError(f"profiles[{i}].displayName", name, "is used twice")
+        # The spawn form sends the chosen profile's slug, which KubeSpawner derives from the
+        # title (profile_list gives none): an empty slug picks the default profile, and of
+        # two equal slugs the first profile always wins.
+        slugs = [v.profile_slug(name) for name in names]
+        for i, (name, slug) in enumerate(zip(names, slugs, strict=True)):
+            if not slug:
+                raise KeyedError(
+                    f"profiles[{i}].displayName",
+                    name,
+                    "has no letter or digit, so KubeSpawner gives the profile an empty slug and "
+                    "choosing it starts the default profile; put letters or digits in the title",
+                )
+            if slug in slugs[:i]:
+                first = slugs.index(slug)
+                raise KeyedError(
+                    f"profiles[{i}].displayName",
+                    name,
+                    f'gives the same KubeSpawner slug ("{slug}") as profiles[{first}].displayName '
+                    f'"{names[first]}", so choosing it starts profiles[{first}]; make the titles '
+                    "differ in their letters or digits",
+                )
         return self
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import unicodedata
 from urllib.parse import urlsplit
 
 # RFC 1123 label, as Kubernetes uses it for namespaces, release and node names.
@@ -343,3 +344,23 @@ def ssh_host_key(value: str) -> str:
             "(key type and base64 only, no host name or comment)"
         )
     return value
+
+
+def profile_slug(title: str) -> str:
+    """The slug KubeSpawner gives a profile without one: python-slugify's default
+    (KubeSpawner 6.1.0 to 7.0.0 call `slugify(display_name)`), for the text this model
+    can judge without a transliteration table.
+
+    python-slugify decomposes the title (NFKD), transliterates what is not ASCII
+    (text-unidecode), lowercases, drops commas between digits and turns every run of
+    other characters into one '-'. For an ASCII title (after decomposition) this is that
+    slug exactly. A character that stays outside ASCII is kept as itself: the hub turns it
+    into letters or nothing, which this cannot tell, so such titles are only ever found to
+    clash or to be empty where the hub would find so too.
+    """
+    text = unicodedata.normalize("NFKD", title.replace("'", "-"))
+    # Combining marks (the accent of a decomposed é) transliterate to nothing.
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = re.sub(r"(?<=[0-9]),(?=[0-9])", "", text)
+    text = re.sub(r"[\x00-\x2c\x2e-\x2f\x3a-\x60\x7b-\x7f]+", "-", text)
+    return re.sub(r"-{2,}", "-", text).strip("-")

@@ -81,6 +81,20 @@ BAD: list[tuple[str, Any, str]] = [
         f'hub.singleuser.extraEnv: key "MEM_LIMIT" {HUB_SETS}',
     ),
     (
+        "hub.profiles[1].displayName",
+        "Minimal-Environment",
+        'hub.profiles[1].displayName: "Minimal-Environment" gives the same KubeSpawner slug '
+        '("minimal-environment") as profiles[0].displayName "Minimal environment", so choosing '
+        "it starts profiles[0]; make the titles differ in their letters or digits",
+    ),
+    (
+        "hub.profiles[0].displayName",
+        "* * *",
+        'hub.profiles[0].displayName: "* * *" has no letter or digit, so KubeSpawner gives the '
+        "profile an empty slug and choosing it starts the default profile; put letters or "
+        "digits in the title",
+    ),
+    (
         "hub.oauth.extraAuthorizeParams",
         {"prompt": "consent", "redirect_uri": "https://elsewhere.example.org/cb"},
         'hub.oauth.extraAuthorizeParams: key "redirect_uri" is set by the hub\'s login handler: '

@@ -65,6 +65,15 @@ VARIANTS_4X: dict[str, dict[str, Any]] = {
 }
 VERSIONS_LIST = list(SUPPORTED_CHARTS)
 GENERIC_SECTION = "GenericOAuthenticator"
+# espsrc's second profile retitled: the same slug as the first ("Minimal environment"), none.
+SAME_SLUG, NO_SLUG = "minimal environment!", "!!!"
+# Titles for comparing the model's idea of KubeSpawner's slugs with KubeSpawner's own.
+SLUG_TITLES = [
+    "Minimal environment", "Data science (R, Julia)", "Data-Science: R, Julia", "GPU 2x",
+    "gpu_2x", "C++", "C", "1,000 cores", "1000 cores", "it's big", "its big", "Café", "cafe",
+    "Straße", "ÜBER", "uber", "日本語", "中文", "™", "½ size", "x²", "🚀 rocket", "rocket", "🚀",
+    "...", "A  --  b", "a b", "Ω", "o",
+]  # fmt: skip
 # Authorization request parameters the hub's login handler sets itself.
 LOGIN_OVERRIDES = {
     "redirect_uri": "https://elsewhere.test/callback",
@@ -164,6 +173,13 @@ def loaded(version: str) -> dict[str, Any]:
     }
     overrides = {"hub": {"config": {GENERIC_SECTION: {"extra_authorize_params": LOGIN_OVERRIDES}}}}
     cases["authorize-overrides"] = {"values": _changed(version, "espsrc", overrides)}
+    for name, title in (("profiles-same-slug", SAME_SLUG), ("profiles-empty-slug", NO_SLUG)):
+        values = values_of(_run(version, "espsrc"))
+        values["singleuser"]["profileList"][1]["display_name"] = title
+        cases[name] = {"values": values}
+    corpus = [{"display_name": title} for title in SLUG_TITLES]
+    cases["slug-corpus"] = {"values": _changed(version, "no-profiles", {"singleuser": {
+        "profileList": [{**corpus[0], "default": True}, *corpus[1:]]}})}  # fmt: skip
     if SUPPORTED_CHARTS[version].major >= 4:
         cases["token-in-hub-token"] = {
             "values": _token_env_renamed(version, "JUPYTERHUB_API_TOKEN")
@@ -611,3 +627,37 @@ def test_the_login_handler_and_extra_authorize_params(version: str) -> None:
         assert error.startswith(
             f'hub.oauth.extraAuthorizeParams: key "{key}" is set by the hub\'s login handler'
         ), error
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_profiles_are_chosen_by_the_slug_of_their_title(version: str) -> None:
+    """Why two titles with one slug, or a title with none, are refused (tests/test_config.py):
+    the spawn form sends the slug KubeSpawner derives from the title, and the server starts
+    with the first profile of that slug, or the default profile for an empty one."""
+    from components.validators import profile_slug
+
+    reports = loaded(version)
+    datascience = _site(version, "espsrc")["hub"]["profiles"][1]["image"]
+    minimal = "quay.io/jupyter/minimal-notebook:2025-11-10"
+    same = reports["profiles-same-slug"]["spawner"]
+    assert same["slugs"] == ["minimal-environment", "minimal-environment"]
+    assert same["images"][SAME_SLUG] == minimal != datascience
+    empty = reports["profiles-empty-slug"]["spawner"]
+    assert empty["slugs"][1] == ""
+    assert empty["images"][NO_SLUG] == minimal
+    for title in (SAME_SLUG, NO_SLUG):
+        changes = {"hub.chartVersion": version, "hub.profiles[1].displayName": title}
+        assert str(run(site(**changes)).error).startswith(f'hub.profiles[1].displayName: "{title}"')
+    # The model's slugs against KubeSpawner's: the same wherever the model's is ASCII, and
+    # never an empty slug or a clash the hub would not find.
+    hub = reports["slug-corpus"]["spawner"]["slugs"]
+    model = [profile_slug(title) for title in SLUG_TITLES]
+    for title, ours, theirs in zip(SLUG_TITLES, model, hub, strict=True):
+        if ours.isascii():
+            assert ours == theirs, (title, ours, theirs)
+        if not ours:
+            assert not theirs, title
+    for i in range(len(model)):
+        for j in range(i):
+            if model[i] == model[j]:
+                assert hub[i] == hub[j], (SLUG_TITLES[j], SLUG_TITLES[i])
