@@ -692,6 +692,46 @@ class HubSettings(_Model):
             )
         return value
 
+    @field_validator("extra_values")
+    @classmethod
+    def _extra_values_the_hub_can_read(cls, value: dict[str, Any]) -> dict[str, Any]:
+        env = (
+            value.get("singleuser", {}).get("extraEnv")
+            if isinstance(value.get("singleuser"), dict)
+            else None
+        )
+        if isinstance(env, list):
+            # The chart schema takes a list, but the chart's jupyterhub_config.py hands it as
+            # it is to KubeSpawner's environment, a map: every spawn fails. And Helm's merge
+            # would put it in place of hub.singleuser.extraEnv.
+            raise KeyedError(
+                "singleuser.extraEnv",
+                env,
+                "is a list, which KubeSpawner's environment refuses (a map of name to value) "
+                "and which would replace hub.singleuser.extraEnv whole; set the variables as "
+                "a map, in hub.singleuser.extraEnv",
+            )
+        for name, setting in (env if isinstance(env, dict) else {}).items():
+            # Merged into hub.singleuser.extraEnv: the same rules.
+            # (A valueFrom map is the site's own Kubernetes reference, left as written.)
+            try:
+                _not_set_by_the_hub(name)
+                if isinstance(setting, str):
+                    _no_template_braces(setting)
+            except ValueError as err:
+                raise KeyedError(f"singleuser.extraEnv.{name}", setting, str(err)) from None
+        config = value.get("hub", {}).get("config") if isinstance(value.get("hub"), dict) else None
+        for section in config if isinstance(config, dict) else {}:
+            if not str(section)[:1].isupper():
+                raise KeyedError(
+                    f"hub.config.{section}",
+                    HIDDEN,
+                    "is not a traitlets section: hub.config sections are class names, which "
+                    "start with a capital (KubeSpawner, GenericOAuthenticator); chart 4.x stops "
+                    "the hub on it, 3.x ignores it",
+                )
+        return value
+
     @model_validator(mode="after")
     def _pod_ids_are_numeric(self) -> HubSettings:
         # Checked with the settings, not when the storage class is built: by then the

@@ -81,6 +81,31 @@ BAD: list[tuple[str, Any, str]] = [
         f'hub.singleuser.extraEnv: key "MEM_LIMIT" {HUB_SETS}',
     ),
     (
+        "hub.extraValues",
+        {"singleuser": {"extraEnv": [{"name": "SITE_NOTE", "value": "x"}]}},
+        'hub.extraValues.singleuser.extraEnv: [{"name": "SITE_NOTE", "value": "x"}] is a list, '
+        "which KubeSpawner's environment refuses (a map of name to value) and which would "
+        "replace hub.singleuser.extraEnv whole; set the variables as a map, in "
+        "hub.singleuser.extraEnv",
+    ),
+    (
+        "hub.extraValues",
+        {"singleuser": {"extraEnv": {"CPU_LIMIT": "8"}}},
+        f'hub.extraValues.singleuser.extraEnv.CPU_LIMIT: "8" {HUB_SETS}',
+    ),
+    (
+        "hub.extraValues",
+        {"singleuser": {"extraEnv": {"SITE_NOTE": "a}b"}}},
+        f'hub.extraValues.singleuser.extraEnv.SITE_NOTE: "a}}b" {BRACES}',
+    ),
+    (
+        "hub.extraValues",
+        {"hub": {"config": {"kubeSpawner": {"cpu_limit": 2}}}},
+        "hub.extraValues.hub.config.kubeSpawner: is not a traitlets section: hub.config sections "
+        "are class names, which start with a capital (KubeSpawner, GenericOAuthenticator); "
+        "chart 4.x stops the hub on it, 3.x ignores it",
+    ),
+    (
         "hub.profiles[1].displayName",
         "Minimal-Environment",
         'hub.profiles[1].displayName: "Minimal-Environment" gives the same KubeSpawner slug '

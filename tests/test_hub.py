@@ -180,6 +180,11 @@ def loaded(version: str) -> dict[str, Any]:
     corpus = [{"display_name": title} for title in SLUG_TITLES]
     cases["slug-corpus"] = {"values": _changed(version, "no-profiles", {"singleuser": {
         "profileList": [{**corpus[0], "default": True}, *corpus[1:]]}})}  # fmt: skip
+    listed = values_of(_run(version, "espsrc"))
+    listed["singleuser"]["extraEnv"] = [{"name": "SITE_NOTE", "value": "x"}]
+    cases["env-as-list"] = {"values": listed}
+    lowercase = {"hub": {"config": {"kubeSpawner": {"cpu_limit": 2}}}}
+    cases["lowercase-section"] = {"values": _changed(version, "espsrc", lowercase)}
     if SUPPORTED_CHARTS[version].major >= 4:
         cases["token-in-hub-token"] = {
             "values": _token_env_renamed(version, "JUPYTERHUB_API_TOKEN")
@@ -661,3 +666,25 @@ def test_profiles_are_chosen_by_the_slug_of_their_title(version: str) -> None:
         for j in range(i):
             if model[i] == model[j]:
                 assert hub[i] == hub[j], (SLUG_TITLES[j], SLUG_TITLES[i])
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_what_the_chart_does_with_odd_extra_values(version: str) -> None:
+    """Why hub.extraValues may not give singleuser.extraEnv as a list or a hub.config
+    section in lowercase (tests/test_config.py): the chart hands the list to KubeSpawner,
+    which refuses it; chart 4.x stops the hub on the section, 3.x drops it unread."""
+    reports = loaded(version)
+    error = reports["env-as-list"].get("error", "")
+    assert "'environment' trait of a KubeSpawner instance expected a dict" in error, error
+    lowercase = reports["lowercase-section"]
+    if SUPPORTED_CHARTS[version].major >= 4:
+        assert "FATAL: Invalid hub.config section name: kubeSpawner" in lowercase["error"]
+    else:
+        assert lowercase["spawner"]["default_resources"][0] == 0.5, "cpu_limit: 2 unread"
+    for extra in (
+        {"singleuser": {"extraEnv": [{"name": "SITE_NOTE", "value": "x"}]}},
+        {"hub": {"config": {"kubeSpawner": {"cpu_limit": 2}}}},
+    ):
+        refused = run(site(**{"hub.chartVersion": version, "hub.extraValues": extra}))
+        assert isinstance(refused.error, ConfigError), extra
+        assert str(refused.error).startswith("hub.extraValues."), str(refused.error)

@@ -1101,7 +1101,9 @@ def test_extra_values_refuse_every_kind_of_secret(values: dict[str, Any], key: s
         {"hub": {"config": {"GenericOAuthenticator": {"token_url": "https://iam/token"}}}},
         {"hub": {"db": {"url": "sqlite:///jupyterhub.sqlite"}}},
         {"singleuser": {"extraEnv": {"JUPYTER_ENABLE_LAB": "yes"}}},
-        {"singleuser": {"extraEnv": [{"name": "TZ", "value": "UTC"}]}},
+        # (The list form, as the hub's own environment: singleuser.extraEnv as a list is
+        # refused, KubeSpawner takes a map.)
+        {"hub": {"extraEnv": [{"name": "TZ", "value": "UTC"}]}},
         {
             "hub": {
                 "extraEnv": [
