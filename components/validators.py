@@ -22,8 +22,9 @@ _UNIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _CEPH_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _OPENSTACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 _SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?")
-# Kubernetes resource.Quantity, the subset people write for memory and disk.
-_QUANTITY = re.compile(r"([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E|m)?")
+# Kubernetes resource.Quantity, the subset people write for memory and disk. Its decimal
+# kilo is a lowercase k: the API server refuses 1K (JupyterHub's memory sizes take K).
+_QUANTITY = re.compile(r"([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?")
 _IMAGE_NAME = re.compile(
     r"[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9]+([._-][a-z0-9]+)*)*(:[0-9]{1,5})?"
     r"(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)+|[a-z0-9]+([._-]{1,2}[a-z0-9]+)*"
@@ -230,7 +231,7 @@ def semver(value: str) -> str:
     return value
 
 
-_QUANTITY_FACTORS = {"": 1.0, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+_QUANTITY_FACTORS = {"": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
                      "P": 1e15, "E": 1e18, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30,
                      "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60}  # fmt: skip
 
@@ -244,6 +245,11 @@ def quantity_bytes(value: str) -> float:
 
 
 def quantity(value: str) -> str:
+    if value.endswith("K") and _full(_QUANTITY, value[:-1] + "k"):
+        raise ValueError(
+            "is not a Kubernetes quantity: its kilo is a lowercase k (1k = 1000; 1Ki = 1024), "
+            "and the API server refuses K"
+        )
     if not _full(_QUANTITY, value) or quantity_bytes(value) <= 0:
         raise ValueError("is not a positive Kubernetes quantity such as 1G, 512Mi or 1Gi")
     return value

@@ -344,6 +344,8 @@ def load_spawner(values: dict[str, Any], chart: dict[str, Any]) -> dict[str, Any
             # calls it), with the token the hub made for it.
             hooked.api_token = PROBE_API_TOKEN
             server_env = hooked.get_env()
+            # The claim KubeSpawner asks Kubernetes for (singleuser.storage.capacity).
+            claim = hooked.get_pvc_manifest()
         for task in asyncio.all_tasks(loop):
             task.cancel()
         loop.run_until_complete(asyncio.sleep(0))
@@ -363,6 +365,7 @@ def load_spawner(values: dict[str, Any], chart: dict[str, Any]) -> dict[str, Any
             k: v for k, v in hooked.environment.items() if isinstance(v, str)
         },
         "server_env": {k: v for k, v in server_env.items() if isinstance(v, str)},
+        "claim_request": claim.spec.resources.requests,
         "warnings": logged,
     }
 

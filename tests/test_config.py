@@ -81,6 +81,12 @@ BAD: list[tuple[str, Any, str]] = [
         f'hub.singleuser.extraEnv: key "MEM_LIMIT" {HUB_SETS}',
     ),
     (
+        "hub.singleuser.storage.capacity",
+        "500K",
+        'hub.singleuser.storage.capacity: "500K" is not a Kubernetes quantity: its kilo is a '
+        "lowercase k (1k = 1000; 1Ki = 1024), and the API server refuses K",
+    ),
+    (
         "hub.extraValues",
         {"singleuser": {"extraEnv": [{"name": "SITE_NOTE", "value": "x"}]}},
         'hub.extraValues.singleuser.extraEnv: [{"name": "SITE_NOTE", "value": "x"}] is a list, '

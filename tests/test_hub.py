@@ -185,6 +185,8 @@ def loaded(version: str) -> dict[str, Any]:
     cases["env-as-list"] = {"values": listed}
     lowercase = {"hub": {"config": {"kubeSpawner": {"cpu_limit": 2}}}}
     cases["lowercase-section"] = {"values": _changed(version, "espsrc", lowercase)}
+    capacity = {"singleuser": {"storage": {"capacity": "500K"}}}
+    cases["capacity-K"] = {"values": _changed(version, "espsrc", capacity)}
     if SUPPORTED_CHARTS[version].major >= 4:
         cases["token-in-hub-token"] = {
             "values": _token_env_renamed(version, "JUPYTERHUB_API_TOKEN")
@@ -688,3 +690,18 @@ def test_what_the_chart_does_with_odd_extra_values(version: str) -> None:
         refused = run(site(**{"hub.chartVersion": version, "hub.extraValues": extra}))
         assert isinstance(refused.error, ConfigError), extra
         assert str(refused.error).startswith("hub.extraValues."), str(refused.error)
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_kubespawner_asks_for_the_capacity_as_written(version: str) -> None:
+    """Why hub.singleuser.storage.capacity must be a Kubernetes quantity (its kilo is k,
+    tests/test_config.py; the policy checks the merged values, tests/test_policy.py):
+    KubeSpawner puts it in each user's claim unchanged, for the API server to refuse."""
+    reports = loaded(version)
+    assert reports["espsrc"]["spawner"]["claim_request"] == {"storage": "1Gi"}
+    assert reports["capacity-K"]["spawner"]["claim_request"] == {"storage": "500K"}
+    changes = {"hub.chartVersion": version, "hub.singleuser.storage.capacity": "500K"}
+    refused = str(run(site(**changes)).error)
+    assert refused.startswith(
+        'hub.singleuser.storage.capacity: "500K" is not a Kubernetes quantity'
+    )
