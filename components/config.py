@@ -342,7 +342,8 @@ class OAuthSettings(_Model):
     )
     extra_authorize_params: dict[AuthorizeParam, OneLine] = Field(
         default_factory=dict,
-        description="extra authorization request parameters, e.g. prompt: consent",
+        description="extra authorization request parameters, e.g. prompt: consent (not those "
+        "the hub sets: redirect_uri, client_id, response_type, scope, state, code_challenge*)",
     )
     allow_all: bool = Field(default=False, description="admit every account of the provider")
     allowed_groups: list[OneLine] = Field(default_factory=list, description="groups admitted")
@@ -452,7 +453,9 @@ class SingleuserSettings(_Model):
     )
     default_url: AppPath = Field(default="/lab", description="page a user lands on")
     extra_env: dict[ServerEnvName, ServerEnvValue] = Field(
-        default_factory=dict, description="environment of every user server"
+        default_factory=dict,
+        description="environment of every user server (values without '{' or '}'; not the "
+        "variables the hub sets itself, such as JUPYTERHUB_API_TOKEN or MEM_LIMIT)",
     )
 
 
@@ -472,7 +475,10 @@ ProfileText = Annotated[str, AfterValidator(v.one_line), AfterValidator(_no_mark
 
 
 class Profile(_Model):
-    display_name: ProfileText = Field(description="title shown in the profile list")
+    display_name: ProfileText = Field(
+        description="title shown in the profile list; its letters and digits tell it from the "
+        "other profiles' (KubeSpawner's slug)"
+    )
     description: ProfileText | None = Field(default=None, description="line under the title")
     default: bool = Field(default=False, description="preselected profile")
     image: ImageRef | None = Field(default=None, description="image instead of the default")

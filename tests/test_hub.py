@@ -18,7 +18,7 @@ from components.config import ConfigError
 from components.jupyterhub import HUB_URL_ANNOTATION
 from policy.chart_versions import SUPPORTED_CHARTS
 from sitectl.mockrun import ProgramRun, Secret, reveal
-from tests.hubenv import hub_versions, load_in_hub, pins
+from tests.hubenv import hub_python, hub_versions, load_in_hub, pins
 from tests.hubload import PROBE_API_TOKEN, PROBE_TOKEN, VERSIONS
 from tests.sites import (
     DELETE,
@@ -705,3 +705,39 @@ def test_kubespawner_asks_for_the_capacity_as_written(version: str) -> None:
     assert refused.startswith(
         'hub.singleuser.storage.capacity: "500K" is not a Kubernetes quantity'
     )
+
+
+def _get_env_names(version: str) -> set[str]:
+    """The variables JupyterHub's Spawner.get_env and KubeSpawner.get_env set, read from
+    the source of this version's hub libraries."""
+    import ast
+    import re
+
+    python = hub_python(version)
+    (site_packages,) = python.parent.parent.glob("lib/python*/site-packages")
+    names: set[str] = set()
+    for path, cls in (
+        ("jupyterhub/spawner.py", "Spawner"),
+        ("kubespawner/spawner.py", "KubeSpawner"),
+    ):
+        source = (site_packages / path).read_text()
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.ClassDef) and node.name == cls:
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and item.name == "get_env":
+                        code = ast.get_source_segment(source, item) or ""
+                        names |= set(
+                            re.findall(r"env\[\s*['\"]([A-Za-z0-9_]+)['\"]\s*\]\s*=", code)
+                        )
+    return names
+
+
+def test_the_refused_environment_names_are_those_the_hub_sets() -> None:
+    """HUB_SET_ENV is the union of what each chart version's hub puts in a server's
+    environment: a new hub version that sets another variable fails here."""
+    from components.config import HUB_SET_ENV
+
+    found = {version: _get_env_names(version) for version in VERSIONS_LIST}
+    for version, names in found.items():
+        assert "JUPYTERHUB_API_TOKEN" in names, f"{version}: get_env not found"
+    assert set().union(*found.values()) == HUB_SET_ENV
