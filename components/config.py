@@ -108,6 +108,81 @@ OneLine = Annotated[str, AfterValidator(v.one_line)]
 ClientId = Annotated[str, AfterValidator(v.client_id)]
 HostKey = Annotated[str, AfterValidator(v.ssh_host_key)]
 
+# What the hub itself puts in every user server's environment: the names Spawner.get_env
+# (JupyterHub 4.0.2, 4.1.6, 5.5.0) and KubeSpawner.get_env (6.1.0, 6.2.0, 7.0.0) set,
+# the versions' union. KubeSpawner applies the configured environment after them, so a
+# value given here would replace the hub's own: the server's API token, its OAuth client,
+# its URLs, the limits it reports.
+HUB_SET_ENV = frozenset({
+    "JPY_API_TOKEN", "JUPYTERHUB_ACTIVITY_URL", "JUPYTERHUB_ADMIN_ACCESS",
+    "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL", "JUPYTERHUB_BASE_URL",
+    "JUPYTERHUB_CLIENT_ID", "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED",
+    "JUPYTERHUB_COOKIE_OPTIONS", "JUPYTERHUB_DEBUG", "JUPYTERHUB_DEFAULT_URL",
+    "JUPYTERHUB_DISABLE_USER_CONFIG", "JUPYTERHUB_HOST", "JUPYTERHUB_OAUTH_ACCESS_SCOPES",
+    "JUPYTERHUB_OAUTH_CALLBACK_URL", "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES",
+    "JUPYTERHUB_OAUTH_SCOPES", "JUPYTERHUB_PUBLIC_HUB_URL", "JUPYTERHUB_PUBLIC_URL",
+    "JUPYTERHUB_ROOT_DIR", "JUPYTERHUB_SERVER_NAME", "JUPYTERHUB_SERVICE_PREFIX",
+    "JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SSL_CERTFILE", "JUPYTERHUB_SSL_CLIENT_CA",
+    "JUPYTERHUB_SSL_KEYFILE", "JUPYTERHUB_USER", "JUPYTER_IMAGE", "JUPYTER_IMAGE_SPEC",
+    "MEM_LIMIT", "MEM_GUARANTEE", "CPU_LIMIT", "CPU_GUARANTEE",
+})  # fmt: skip
+
+
+def _not_set_by_the_hub(value: str) -> str:
+    if value in HUB_SET_ENV:
+        raise ValueError(
+            "is set by the hub itself for every server (Spawner.get_env); a value here would "
+            "replace the hub's own; choose another name"
+        )
+    return value
+
+
+def _no_template_braces(value: str) -> str:
+    # KubeSpawner formats every configured environment value with str.format at spawn
+    # ({username} becomes the user's escaped name): a lone brace stops the spawn, a pair
+    # is replaced or fails with KeyError. Refused rather than escaped ({{ }}), so the
+    # value reads the same in the stack file and in the server.
+    if "{" in value or "}" in value:
+        raise ValueError(
+            "contains '{' or '}', which KubeSpawner reads as a template field ({username}) "
+            "when it starts a server: the spawn fails or the value changes; write it "
+            "without braces"
+        )
+    return value
+
+
+# Parameters the login handler (oauthenticator's OAuthLoginHandler, 16.1.0 to 17.4.0) puts
+# in the authorization request itself. Tornado's authorize_redirect lays
+# extra_authorize_params over redirect_uri, client_id and response_type, so a value here
+# replaces the hub's; the handler then sets state, scope and, with PKCE, the code
+# challenge over whatever was given.
+LOGIN_SETS_PARAMS = {
+    "redirect_uri": "would replace the hub's callback URL, and the provider would send users "
+    "somewhere other than the hub",
+    "client_id": "would replace hub.oauth.clientId, and the code would be issued to another "
+    "client than the one the hub redeems it as",
+    "response_type": "would replace the code flow (response_type=code) the hub's callback expects",
+    "scope": "is replaced by hub.oauth.scopes; list scopes there",
+    "state": "is replaced by the hub's own state, which its callback checks",
+    "code_challenge": "is PKCE, which the hub sends itself on chart 4.x (hub.oauth.pkce); "
+    "given here, the provider would expect a code verifier the hub never sends",
+    "code_challenge_method": "is PKCE, which the hub sends itself on chart 4.x (hub.oauth.pkce); "
+    "given here, the provider would expect a code verifier the hub never sends",
+}
+
+
+def _not_set_by_the_login(value: str) -> str:
+    if value in LOGIN_SETS_PARAMS:
+        raise ValueError(f"is set by the hub's login handler: it {LOGIN_SETS_PARAMS[value]}")
+    return value
+
+
+AuthorizeParam = Annotated[str, AfterValidator(v.claim_name), AfterValidator(_not_set_by_the_login)]
+
+# An environment variable of users' servers: its name, and its value as KubeSpawner reads it.
+ServerEnvName = Annotated[str, AfterValidator(v.env_name), AfterValidator(_not_set_by_the_hub)]
+ServerEnvValue = Annotated[str, AfterValidator(v.one_line), AfterValidator(_no_template_braces)]
+
 
 def _vault_key(value: str) -> str:
     if (
@@ -265,9 +340,10 @@ class OAuthSettings(_Model):
     userdata_params: dict[ClaimName, OneLine] = Field(
         default_factory=dict, description="extra query parameters for the userinfo request"
     )
-    extra_authorize_params: dict[ClaimName, OneLine] = Field(
+    extra_authorize_params: dict[AuthorizeParam, OneLine] = Field(
         default_factory=dict,
-        description="extra authorization request parameters, e.g. prompt: consent",
+        description="extra authorization request parameters, e.g. prompt: consent (not those "
+        "the hub sets: redirect_uri, client_id, response_type, scope, state, code_challenge*)",
     )
     allow_all: bool = Field(default=False, description="admit every account of the provider")
     allowed_groups: list[OneLine] = Field(default_factory=list, description="groups admitted")
@@ -292,7 +368,7 @@ class OAuthSettings(_Model):
         default=None,
         description="give each spawned server the user's access token at spawn time (chart 4.x)",
     )
-    access_token_env_var: EnvName | None = Field(
+    access_token_env_var: ServerEnvName | None = Field(
         default=None,
         description="environment variable of the server that holds the access token "
         f"(default {DEFAULT_ACCESS_TOKEN_ENV})",
@@ -376,8 +452,10 @@ class SingleuserSettings(_Model):
         default_factory=ImageSettings, description="image of servers started without a profile"
     )
     default_url: AppPath = Field(default="/lab", description="page a user lands on")
-    extra_env: dict[EnvName, OneLine] = Field(
-        default_factory=dict, description="environment of every user server"
+    extra_env: dict[ServerEnvName, ServerEnvValue] = Field(
+        default_factory=dict,
+        description="environment of every user server (values without '{' or '}'; not the "
+        "variables the hub sets itself, such as JUPYTERHUB_API_TOKEN or MEM_LIMIT)",
     )
 
 
@@ -397,7 +475,10 @@ ProfileText = Annotated[str, AfterValidator(v.one_line), AfterValidator(_no_mark
 
 
 class Profile(_Model):
-    display_name: ProfileText = Field(description="title shown in the profile list")
+    display_name: ProfileText = Field(
+        description="title shown in the profile list; its letters and digits tell it from the "
+        "other profiles' (KubeSpawner's slug)"
+    )
     description: ProfileText | None = Field(default=None, description="line under the title")
     default: bool = Field(default=False, description="preselected profile")
     image: ImageRef | None = Field(default=None, description="image instead of the default")
@@ -617,6 +698,46 @@ class HubSettings(_Model):
             )
         return value
 
+    @field_validator("extra_values")
+    @classmethod
+    def _extra_values_the_hub_can_read(cls, value: dict[str, Any]) -> dict[str, Any]:
+        env = (
+            value.get("singleuser", {}).get("extraEnv")
+            if isinstance(value.get("singleuser"), dict)
+            else None
+        )
+        if isinstance(env, list):
+            # The chart schema takes a list, but the chart's jupyterhub_config.py hands it as
+            # it is to KubeSpawner's environment, a map: every spawn fails. And Helm's merge
+            # would put it in place of hub.singleuser.extraEnv.
+            raise KeyedError(
+                "singleuser.extraEnv",
+                env,
+                "is a list, which KubeSpawner's environment refuses (a map of name to value) "
+                "and which would replace hub.singleuser.extraEnv whole; set the variables as "
+                "a map, in hub.singleuser.extraEnv",
+            )
+        for name, setting in (env if isinstance(env, dict) else {}).items():
+            # Merged into hub.singleuser.extraEnv: the same rules.
+            # (A valueFrom map is the site's own Kubernetes reference, left as written.)
+            try:
+                _not_set_by_the_hub(name)
+                if isinstance(setting, str):
+                    _no_template_braces(setting)
+            except ValueError as err:
+                raise KeyedError(f"singleuser.extraEnv.{name}", setting, str(err)) from None
+        config = value.get("hub", {}).get("config") if isinstance(value.get("hub"), dict) else None
+        for section in config if isinstance(config, dict) else {}:
+            if not str(section)[:1].isupper():
+                raise KeyedError(
+                    f"hub.config.{section}",
+                    HIDDEN,
+                    "is not a traitlets section: hub.config sections are class names, which "
+                    "start with a capital (KubeSpawner, GenericOAuthenticator); chart 4.x stops "
+                    "the hub on it, 3.x ignores it",
+                )
+        return value
+
     @model_validator(mode="after")
     def _pod_ids_are_numeric(self) -> HubSettings:
         # Checked with the settings, not when the storage class is built: by then the
@@ -757,6 +878,16 @@ class HubSettings(_Model):
                 oauth.access_token_env_var,
                 "has no effect without passAccessTokenToServer: true",
             )
+        token_env = oauth.access_token_env_var or DEFAULT_ACCESS_TOKEN_ENV
+        if oauth.pass_access_token_to_server and token_env in self.singleuser.extra_env:
+            # The spawn hook replaces the variable with the token, or drops it when the
+            # user's auth state has none: the configured value never reaches a server.
+            raise KeyedError(
+                "oauth.accessTokenEnvVar",
+                token_env,
+                "is also set in hub.singleuser.extraEnv; the access token replaces that value "
+                "at each spawn: choose another name for one of them",
+            )
         return self
 
     def resource_ceiling(self) -> dict[str, Any]:
@@ -778,6 +909,27 @@ class HubSettings(_Model):
         for i, name in enumerate(names):
             if name in names[:i]:
                 raise KeyedError(f"profiles[{i}].displayName", name, "is used twice")
+        # The spawn form sends the chosen profile's slug, which KubeSpawner derives from the
+        # title (profile_list gives none): an empty slug picks the default profile, and of
+        # two equal slugs the first profile always wins.
+        slugs = [v.profile_slug(name) for name in names]
+        for i, (name, slug) in enumerate(zip(names, slugs, strict=True)):
+            if not slug:
+                raise KeyedError(
+                    f"profiles[{i}].displayName",
+                    name,
+                    "has no letter or digit, so KubeSpawner gives the profile an empty slug and "
+                    "choosing it starts the default profile; put letters or digits in the title",
+                )
+            if slug in slugs[:i]:
+                first = slugs.index(slug)
+                raise KeyedError(
+                    f"profiles[{i}].displayName",
+                    name,
+                    f'gives the same KubeSpawner slug ("{slug}") as profiles[{first}].displayName '
+                    f'"{names[first]}", so choosing it starts profiles[{first}]; make the titles '
+                    "differ in their letters or digits",
+                )
         return self
 
 

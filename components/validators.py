@@ -12,6 +12,7 @@ import base64
 import ipaddress
 import re
 import socket
+import unicodedata
 from urllib.parse import urlsplit
 
 # RFC 1123 label, as Kubernetes uses it for namespaces, release and node names.
@@ -22,8 +23,9 @@ _UNIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _CEPH_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _OPENSTACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 _SEMVER = re.compile(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z.-]+)?")
-# Kubernetes resource.Quantity, the subset people write for memory and disk.
-_QUANTITY = re.compile(r"([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E|m)?")
+# Kubernetes resource.Quantity, the subset people write for memory and disk. Its decimal
+# kilo is a lowercase k: the API server refuses 1K (JupyterHub's memory sizes take K).
+_QUANTITY = re.compile(r"([0-9]+(\.[0-9]+)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?")
 _IMAGE_NAME = re.compile(
     r"[a-z0-9]+([._-][a-z0-9]+)*(\.[a-z0-9]+([._-][a-z0-9]+)*)*(:[0-9]{1,5})?"
     r"(/[a-z0-9]+([._-]{1,2}[a-z0-9]+)*)+|[a-z0-9]+([._-]{1,2}[a-z0-9]+)*"
@@ -255,7 +257,7 @@ def semver(value: str) -> str:
     return value
 
 
-_QUANTITY_FACTORS = {"": 1.0, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+_QUANTITY_FACTORS = {"": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
                      "P": 1e15, "E": 1e18, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30,
                      "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60}  # fmt: skip
 
@@ -269,6 +271,11 @@ def quantity_bytes(value: str) -> float:
 
 
 def quantity(value: str) -> str:
+    if value.endswith("K") and _full(_QUANTITY, value[:-1] + "k"):
+        raise ValueError(
+            "is not a Kubernetes quantity: its kilo is a lowercase k (1k = 1000; 1Ki = 1024), "
+            "and the API server refuses K"
+        )
     if not _full(_QUANTITY, value) or quantity_bytes(value) <= 0:
         raise ValueError("is not a positive Kubernetes quantity such as 1G, 512Mi or 1Gi")
     return value
@@ -420,3 +427,23 @@ def ssh_private_key(value: str) -> str:
             "of its own without one (`ssh-keygen -t ed25519 -N ''`)"
         )
     return value
+
+
+def profile_slug(title: str) -> str:
+    """The slug KubeSpawner gives a profile without one: python-slugify's default
+    (KubeSpawner 6.1.0 to 7.0.0 call `slugify(display_name)`), for the text this model
+    can judge without a transliteration table.
+
+    python-slugify decomposes the title (NFKD), transliterates what is not ASCII
+    (text-unidecode), lowercases, drops commas between digits and turns every run of
+    other characters into one '-'. For an ASCII title (after decomposition) this is that
+    slug exactly. A character that stays outside ASCII is kept as itself: the hub turns it
+    into letters or nothing, which this cannot tell, so such titles are only ever found to
+    clash or to be empty where the hub would find so too.
+    """
+    text = unicodedata.normalize("NFKD", title.replace("'", "-"))
+    # Combining marks (the accent of a decomposed é) transliterate to nothing.
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = re.sub(r"(?<=[0-9]),(?=[0-9])", "", text)
+    text = re.sub(r"[\x00-\x2c\x2e-\x2f\x3a-\x60\x7b-\x7f]+", "-", text)
+    return re.sub(r"-{2,}", "-", text).strip("-")

@@ -219,8 +219,9 @@ def _pinned_images(args: StackValidationArgs, report: ReportViolation) -> None:
 
 
 # -- hub settings -----------------------------------------------------------------------
-_QUANTITY = re.compile(r"([0-9]*\.?[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|K|M|G|T|P|E|m)?")
-_FACTORS = {"": 1.0, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+# Kubernetes' quantity suffixes: the decimal kilo is a lowercase k (the API server refuses 1K).
+_QUANTITY = re.compile(r"([0-9]*\.?[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E|m)?")
+_FACTORS = {"": 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
             "P": 1e15, "E": 1e18, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30,
             "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60}  # fmt: skip
 
@@ -611,6 +612,17 @@ def _user_storage(hub: Hub, _: dict[str, Any], report: ReportViolation) -> None:
             "lost when their server stops. Keep dynamic (a volume on the share per user).",
             hub.release.urn,
         )
+    capacity = dig(hub.values, "singleuser", "storage", "capacity")
+    # KubeSpawner puts it in every user's claim as written: the API server refuses a claim
+    # whose size is not a quantity, and the user's server never starts.
+    size = quantity(capacity) if isinstance(capacity, str) else None
+    if capacity is not None and (size is None or size <= 0):
+        report(
+            f"singleuser.storage.capacity {capacity!r} is not a positive Kubernetes quantity "
+            "(such as 1Gi or 500M; the kilo is a lowercase k): Kubernetes refuses every "
+            "user's claim of that size.",
+            hub.release.urn,
+        )
 
 
 # Keys the program may write itself, refused when they come from hub.extraValues.
@@ -975,7 +987,8 @@ POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [
     ),
     StackValidationPolicy(
         name="user-storage-persistent",
-        description="Users' files are on persistent volumes (storage type not none).",
+        description="Users' files are on persistent volumes (storage type not none, a claim "
+        "size Kubernetes takes).",
         enforcement_level=EnforcementLevel.MANDATORY,
         validate=stack_rule(_user_storage),
     ),

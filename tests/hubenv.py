@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.sites import chart_defaults, chart_package
 
 ROOT = Path(__file__).resolve().parent.parent
 PINS_DIR = ROOT / "tests" / "hub_libraries"
@@ -60,13 +63,23 @@ def hub_bin(version: str, name: str) -> Path:
     return hub_python(version).parent / name
 
 
+def chart_files(version: str) -> dict[str, Any]:
+    """What tests/hubload.py runs of a chart: its hub's jupyterhub_config.py and its defaults."""
+    with tarfile.open(chart_package(version)) as package:
+        member = package.extractfile("jupyterhub/files/hub/jupyterhub_config.py")
+        assert member is not None, f"chart {version} has no files/hub/jupyterhub_config.py"
+        config = member.read().decode()
+    return {"version": version, "config": config, "defaults": chart_defaults(version)}
+
+
 def load_in_hub(version: str, cases: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Run tests/hubload.py in the version's environment on these cases; its reports."""
     python = hub_python(version)
+    request = {"chart": chart_files(version), "cases": cases}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OAUTH", "JUPYTERHUB_"))}
     result = subprocess.run(
         [str(python), str(HUBLOAD)],
-        input=json.dumps({"cases": cases}),
+        input=json.dumps(request),
         capture_output=True,
         text=True,
         timeout=LOAD_TIMEOUT,

@@ -5,13 +5,21 @@ oauthenticator, kubespawner, tornado and traitlets, pinned in tests/hub_librarie
 in the project's own environment: each chart generation has its own libraries, and one
 process cannot import two versions of them. `tests/hubenv.py` starts it.
 
-Input on stdin: {"cases": {name: {"values": chart values, "env": {...}}}}. Output on
-stdout: {name: report}, where a report holds what the hub built (the authenticator's
-settings, the spawner's profiles, the environment the auth-state hook gives a server) and
-every warning the libraries logged or raised while building it. The chart's
-`jupyterhub_config.py` copies each `hub.config` section into the traitlets config
-(`c[section].update(values)`), builds KubeSpawner's settings from `singleuser`, then runs
-`hub.extraConfig` entries in name order; this does the same.
+Input on stdin: {"chart": {"version", "config", "defaults"}, "cases": {name: {"values":
+chart values, "env": {...}}}}, where "config" is the text of the chart's own
+`files/hub/jupyterhub_config.py` and "defaults" its values.yaml. Output on stdout: {name:
+report}, where a report holds what the hub built (the authenticator's settings and the
+provider URL its login sends users to, the spawner's profiles and their slugs, the
+environment the auth-state hook gives a server and the one the server starts with) and
+every warning the libraries logged or raised while building it.
+
+The chart's `jupyterhub_config.py` itself turns the values into the hub's traitlets
+config (its table of `singleuser` keys onto KubeSpawner traits, then the `hub.config`
+sections over them, then `hub.extraConfig` in name order): it runs here as in the hub pod,
+over the chart's defaults merged with the values, with a stand-in for the `z2jh` module
+that reads those values instead of the files the pod mounts. Mapping values by hand
+drifted from the chart (it applied `hub.config` first, so `singleuser` won over
+`hub.config.KubeSpawner`, the reverse of the hub).
 
 Standard library and the hub's libraries only: this file must not import the project.
 """
@@ -19,11 +27,15 @@ Standard library and the hub's libraries only: this file must not import the pro
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
+import io
 import json
 import logging
 import os
 import sys
 import tempfile
+import types
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +66,8 @@ AUTHENTICATOR_TRAITS = (
 )
 # A token the auth-state hook receives in these checks: only its passage is checked.
 PROBE_TOKEN = "probe-access-token"
+# The token the hub makes for a server (JUPYTERHUB_API_TOKEN) in these checks.
+PROBE_API_TOKEN = "probe-hub-api-token"
 # The report that lists the installed versions of the hub's libraries.
 VERSIONS = "__versions__"
 
@@ -67,44 +81,125 @@ current-context: test
 """
 
 
-_RESOURCE_TRAITS = (
-    ("cpu_limit", "cpu", "limit"),
-    ("cpu_guarantee", "cpu", "guarantee"),
-    ("mem_limit", "memory", "limit"),
-    ("mem_guarantee", "memory", "guarantee"),
-)
+# KubeSpawner's resource traits, in the order reports list them.
+_RESOURCE_TRAITS = ("cpu_limit", "cpu_guarantee", "mem_limit", "mem_guarantee")
 
 
 def _resources(spawner: Any) -> list[Any]:
-    return [getattr(spawner, trait) for trait, _, _ in _RESOURCE_TRAITS]
+    return [getattr(spawner, trait) for trait in _RESOURCE_TRAITS]
 
 
-def traitlets_config(values: dict[str, Any]) -> Any:
+# What the chart's hub Secret holds besides the values: secrets it generates.
+_GENERATED_SECRETS = {
+    "hub.config.JupyterHub.cookie_secret": "00" * 32,
+    "hub.config.CryptKeeper.keys": "11" * 32,
+}
+
+
+def _helm_merge(base: Any, over: Any) -> Any:
+    """Helm's merge of a chart's defaults and the given values: maps merge, the rest replaces."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        merged = dict(base)
+        for key, value in over.items():
+            merged[key] = _helm_merge(base[key], value) if key in base else value
+        return merged
+    return over
+
+
+def _z2jh(values: dict[str, Any]) -> types.ModuleType:
+    """A stand-in for the chart's z2jh module over these values, instead of the files the
+    hub pod mounts from the chart's Secret and ConfigMap. Like the real one it hands out
+    the one loaded copy of the values (the chart's config pops keys from it)."""
+    z2jh = types.ModuleType("z2jh")
+
+    def get_config(key: str, default: Any = None) -> Any:
+        value: Any = values
+        for level in key.split("."):
+            if not isinstance(value, dict) or level not in value:
+                return default
+            value = value[level]
+        return value
+
+    def set_config_if_not_none(parent: Any, name: str, key: str) -> None:
+        data = get_config(key)
+        if data is not None:
+            setattr(parent, name, data)
+
+    # The chart's Secret holds these as keys of their own, written when Helm renders
+    # (templates/hub/secret.yaml), so the config's pops from the values leave them be.
+    secrets = dict(_GENERATED_SECRETS)
+    for key in ("hub.config.JupyterHub.cookie_secret", "hub.config.CryptKeeper.keys"):
+        if get_config(key) is not None:
+            secrets[key] = get_config(key)
+    if get_config("hub.db.password") is not None:
+        secrets["hub.db.password"] = get_config("hub.db.password")
+    for name, service in (get_config("hub.services") or {}).items():
+        if isinstance(service, dict) and service.get("apiToken") is not None:
+            secrets[f"hub.services.{name}.apiToken"] = service["apiToken"]
+
+    def get_secret_value(key: str, default: Any = "never-explicitly-set") -> Any:
+        if key in secrets:
+            return secrets[key]
+        if default != "never-explicitly-set":
+            return default
+        raise KeyError(f"{key} not found in either k8s Secret!")
+
+    z2jh.get_config = get_config  # type: ignore[attr-defined]
+    z2jh.set_config_if_not_none = set_config_if_not_none  # type: ignore[attr-defined]
+    z2jh.get_secret_value = get_secret_value  # type: ignore[attr-defined]
+    # Resource names and their Services' ports, which Kubernetes provides in the pod.
+    z2jh.get_name = lambda name: name  # type: ignore[attr-defined]
+    z2jh.get_name_env = lambda name, suffix="": "8081"  # type: ignore[attr-defined]
+    return z2jh
+
+
+class ChartRefusedError(Exception):
+    """The chart's jupyterhub_config.py stopped the hub (sys.exit), with what it printed."""
+
+
+def traitlets_config(values: dict[str, Any], chart: dict[str, Any]) -> Any:
+    """The traitlets config the chart's own jupyterhub_config.py builds from these values.
+
+    `chart` is {"version", "config": the text of the chart's jupyterhub_config.py,
+    "defaults": its values.yaml}. The file runs as in the hub pod, over the chart's
+    defaults merged with the values (as Helm merges them), with z2jh reading those values
+    instead of the pod's mounted files. What it prints goes to stderr; a sys.exit (its
+    FATAL refusals) becomes ChartRefusedError with the lines it printed.
+    """
+    from tornado.httpclient import AsyncHTTPClient
     from traitlets.config import Config
 
+    merged = _helm_merge(copy.deepcopy(chart["defaults"]), copy.deepcopy(values))
+    # The hub Secret's values.yaml also carries these (templates/hub/secret.yaml).
+    merged["Chart"] = {"Name": "jupyterhub", "Version": chart["version"]}
+    merged["Release"] = {"Name": "jupyterhub-platform", "Namespace": "hub"}
     c = Config()
-    hub = values.get("hub", {})
-    for section, settings in hub.get("config", {}).items():
-        c[section].update(settings)
-    singleuser = values.get("singleuser", {})
-    image = singleuser.get("image")
-    if image:
-        c.KubeSpawner.image = f"{image['name']}:{image['tag']}"
-    # The chart's own mapping of singleuser.cpu and .memory onto KubeSpawner's traits.
-    for trait, resource, kind in _RESOURCE_TRAITS:
-        setting = singleuser.get(resource) or {}
-        if setting.get(kind) is not None:
-            c.KubeSpawner[trait] = setting[kind]
-    if "profileList" in singleuser:
-        c.KubeSpawner.profile_list = singleuser["profileList"]
-    if "defaultUrl" in singleuser:
-        c.KubeSpawner.default_url = singleuser["defaultUrl"]
-    if singleuser.get("extraEnv"):
-        c.KubeSpawner.environment = dict(singleuser["extraEnv"])
-    # hub.extraConfig: Python run with `c` in scope, in key order, after everything else.
-    for name in sorted(hub.get("extraConfig") or {}):
-        code = compile(hub["extraConfig"][name], f"<hub.extraConfig.{name}>", "exec")
-        exec(code, {"c": c, "get_config": lambda: c})  # noqa: S102 - the chart does this
+    namespace = {
+        "get_config": lambda: c,
+        "__file__": "/usr/local/etc/jupyterhub/jupyterhub_config.py",
+        "__name__": "jupyterhub_config",
+    }
+    printed = io.StringIO()
+    saved_modules, saved_path = sys.modules.get("z2jh"), list(sys.path)
+    configure = AsyncHTTPClient.__dict__["configure"]
+    sys.modules["z2jh"] = _z2jh(merged)
+    # The chart picks tornado's curl client, which needs pycurl: not part of what is
+    # checked here (the hub makes no HTTP request while loading its config).
+    AsyncHTTPClient.configure = classmethod(lambda cls, *a, **kw: None)  # type: ignore[assignment,method-assign]
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            code = compile(chart["config"], "jupyterhub_config.py", "exec")
+            exec(code, namespace)  # noqa: S102 - the hub runs this file so
+    except SystemExit:
+        fatal = [line for line in printed.getvalue().splitlines() if "FATAL" in line]
+        raise ChartRefusedError(" ".join(fatal) or printed.getvalue()[-500:]) from None
+    finally:
+        AsyncHTTPClient.configure = configure  # type: ignore[method-assign]
+        sys.path[:] = saved_path
+        if saved_modules is None:
+            sys.modules.pop("z2jh", None)
+        else:
+            sys.modules["z2jh"] = saved_modules
     return c
 
 
@@ -144,11 +239,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load_authenticator(values: dict[str, Any]) -> dict[str, Any]:
+def load_authenticator(values: dict[str, Any], chart: dict[str, Any]) -> dict[str, Any]:
     from jupyterhub.app import JupyterHub
 
     with collected_warnings() as logged:
-        c = traitlets_config(values)
+        c = traitlets_config(values, chart)
         app = JupyterHub(config=c)
         app.log.propagate = True
         authenticator = app.authenticator_class(parent=app, config=c)
@@ -161,15 +256,44 @@ def load_authenticator(values: dict[str, Any]) -> dict[str, Any]:
             if authenticator.has_trait(name)
         },
         "defines_refresh_user": _defining_class(cls, "refresh_user").__module__,
+        "authorize_params": _authorize_params(authenticator),
         "warnings": logged,
     }
 
 
-def _admitted(values: dict[str, Any], groups: list[str]) -> bool:
+def _authorize_params(authenticator: Any) -> dict[str, str]:
+    """The query of the provider URL the hub's login handler sends a user to: the
+    handler's own code, with the request parts it reads stood in for."""
+    from types import SimpleNamespace
+    from urllib.parse import parse_qsl, urlsplit
+
+    sent: list[str] = []
+
+    class Login(authenticator.login_handler):
+        def __init__(self) -> None:  # no Tornado application or request to serve
+            self.application = SimpleNamespace(settings={"authenticator": authenticator})
+            self.request = SimpleNamespace(protocol="https", host="hub.test", uri="/hub/")
+
+        def set_state_cookie(self, value: str) -> None:
+            pass
+
+        def _get_next_url(self) -> str:
+            return ""
+
+        def redirect(self, url: str, *args: Any, **kwargs: Any) -> None:
+            sent.append(url)
+
+    done = Login().get()
+    if asyncio.iscoroutine(done):
+        asyncio.run(done)
+    return dict(parse_qsl(urlsplit(sent[0]).query))
+
+
+def _admitted(values: dict[str, Any], chart: dict[str, Any], groups: list[str]) -> bool:
     """Would the hub's own authenticator admit user bob with these groups in userinfo?"""
     from jupyterhub.app import JupyterHub
 
-    c = traitlets_config(values)
+    c = traitlets_config(values, chart)
     app = JupyterHub(config=c)
     authenticator = app.authenticator_class(parent=app, config=c)
     auth_model = {
@@ -184,10 +308,10 @@ def _defining_class(cls: type, attribute: str) -> type:
     return next(k for k in cls.__mro__ if attribute in vars(k))
 
 
-def _spawner(values: dict[str, Any], loop: asyncio.AbstractEventLoop) -> Any:
+def _spawner(values: dict[str, Any], chart: dict[str, Any], loop: asyncio.AbstractEventLoop) -> Any:
     from kubespawner import KubeSpawner
 
-    c = traitlets_config(values)
+    c = traitlets_config(values, chart)
 
     async def build() -> Any:
         # KubeSpawner makes its API client in __init__, which needs a running loop.
@@ -196,12 +320,12 @@ def _spawner(values: dict[str, Any], loop: asyncio.AbstractEventLoop) -> Any:
     return loop.run_until_complete(build())
 
 
-def load_spawner(values: dict[str, Any]) -> dict[str, Any]:
+def load_spawner(values: dict[str, Any], chart: dict[str, Any]) -> dict[str, Any]:
     """KubeSpawner from these values (it reads a kubeconfig, never calls the cluster)."""
     loop = asyncio.new_event_loop()
     try:
         with collected_warnings() as logged:
-            spawner = _spawner(values, loop)
+            spawner = _spawner(values, chart, loop)
             profiles = loop.run_until_complete(
                 _maybe(spawner._get_initialized_profile_list(spawner.profile_list))
             )
@@ -209,13 +333,19 @@ def load_spawner(values: dict[str, Any]) -> dict[str, Any]:
             images = {}
             resources = {}
             for profile in profiles:
-                fresh = _spawner(values, loop)
+                fresh = _spawner(values, chart, loop)
                 loop.run_until_complete(_maybe(fresh._load_profile(profile["slug"], profiles)))
                 images[profile["display_name"]] = fresh.image
                 resources[profile["display_name"]] = _resources(fresh)
             # The auth-state hook (hub.extraConfig), called as the hub calls it at spawn.
-            hooked = _spawner(values, loop)
+            hooked = _spawner(values, chart, loop)
             loop.run_until_complete(hooked.run_auth_state_hook({"access_token": PROBE_TOKEN}))
+            # The environment the server starts with (get_env, as KubeSpawner's start
+            # calls it), with the token the hub made for it.
+            hooked.api_token = PROBE_API_TOKEN
+            server_env = hooked.get_env()
+            # The claim KubeSpawner asks Kubernetes for (singleuser.storage.capacity).
+            claim = hooked.get_pvc_manifest()
         for task in asyncio.all_tasks(loop):
             task.cancel()
         loop.run_until_complete(asyncio.sleep(0))
@@ -223,6 +353,7 @@ def load_spawner(values: dict[str, Any]) -> dict[str, Any]:
         loop.close()
     return {
         "profiles": [p["display_name"] for p in profiles],
+        "slugs": [p["slug"] for p in profiles],
         "form_names_all_shown": all(p["display_name"] in form for p in profiles),
         "form": form,
         "images": images,
@@ -233,6 +364,8 @@ def load_spawner(values: dict[str, Any]) -> dict[str, Any]:
         "environment_after_hook": {
             k: v for k, v in hooked.environment.items() if isinstance(v, str)
         },
+        "server_env": {k: v for k, v in server_env.items() if isinstance(v, str)},
+        "claim_request": claim.spec.resources.requests,
         "warnings": logged,
     }
 
@@ -244,17 +377,19 @@ async def _maybe(value: Any) -> Any:
     return value
 
 
-def check(case: dict[str, Any]) -> dict[str, Any]:
+def check(case: dict[str, Any], chart: dict[str, Any]) -> dict[str, Any]:
     """A case's report; a library that refuses the values gives {"error": its message}."""
     saved = dict(os.environ)
     os.environ.update(case.get("env") or {})
     try:
         report: dict[str, Any] = {
-            "authenticator": load_authenticator(case["values"]),
-            "spawner": load_spawner(case["values"]),
+            "authenticator": load_authenticator(case["values"], chart),
+            "spawner": load_spawner(case["values"], chart),
         }
         if "admit" in case:
-            report["admitted"] = [_admitted(case["values"], groups) for groups in case["admit"]]
+            report["admitted"] = [
+                _admitted(case["values"], chart, groups) for groups in case["admit"]
+            ]
         return report
     except Exception as exc:  # the refusal is the result a test may look for
         return {"error": f"{type(exc).__name__}: {exc}"}
@@ -281,7 +416,7 @@ def main() -> None:
             import jupyterhub.app  # noqa: F401
             import kubespawner  # noqa: F401
             import oauthenticator.generic  # noqa: F401
-        out = {name: check(case) for name, case in request["cases"].items()}
+        out = {name: check(case, request["chart"]) for name, case in request["cases"].items()}
     out[VERSIONS] = {
         name: metadata.version(name)
         for name in (

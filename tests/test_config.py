@@ -44,6 +44,14 @@ NOT_MEMORY = (
     "is not a memory size KubeSpawner takes: a number and K, M, G or T (powers of 1024), "
     "such as 512M or 2G"
 )
+HUB_SETS = (
+    "is set by the hub itself for every server (Spawner.get_env); a value here would replace "
+    "the hub's own; choose another name"
+)
+BRACES = (
+    "contains '{' or '}', which KubeSpawner reads as a template field ({username}) when it "
+    "starts a server: the spawn fails or the value changes; write it without braces"
+)
 MARKUP = "contains '<', '>' or '&', which the spawn page would read as HTML; use plain text"
 UNPINNED = (
     "is missing; pin the SSH host key (`ssh-keyscan -t ed25519 {host}`, its fingerprint checked "
@@ -62,6 +70,90 @@ PATH = (
 
 # (key as written in Pulumi.<site>.yaml, bad value, the whole expected message)
 BAD: list[tuple[str, Any, str]] = [
+    (
+        "hub.singleuser.extraEnv",
+        {"SITE_NOTE": "{username}"},
+        f'hub.singleuser.extraEnv.SITE_NOTE: "{{username}}" {BRACES}',
+    ),
+    (
+        "hub.singleuser.extraEnv",
+        {"SITE_JSON": '{"a": 1}'},
+        f'hub.singleuser.extraEnv.SITE_JSON: "{{\\"a\\": 1}}" {BRACES}',
+    ),
+    (
+        "hub.singleuser.extraEnv",
+        {"JUPYTERHUB_API_TOKEN": "x"},
+        f'hub.singleuser.extraEnv: key "JUPYTERHUB_API_TOKEN" {HUB_SETS}',
+    ),
+    (
+        "hub.singleuser.extraEnv",
+        {"MEM_LIMIT": "2G"},
+        f'hub.singleuser.extraEnv: key "MEM_LIMIT" {HUB_SETS}',
+    ),
+    (
+        "hub.singleuser.storage.capacity",
+        "500K",
+        'hub.singleuser.storage.capacity: "500K" is not a Kubernetes quantity: its kilo is a '
+        "lowercase k (1k = 1000; 1Ki = 1024), and the API server refuses K",
+    ),
+    (
+        "hub.extraValues",
+        {"singleuser": {"extraEnv": [{"name": "SITE_NOTE", "value": "x"}]}},
+        'hub.extraValues.singleuser.extraEnv: [{"name": "SITE_NOTE", "value": "x"}] is a list, '
+        "which KubeSpawner's environment refuses (a map of name to value) and which would "
+        "replace hub.singleuser.extraEnv whole; set the variables as a map, in "
+        "hub.singleuser.extraEnv",
+    ),
+    (
+        "hub.extraValues",
+        {"singleuser": {"extraEnv": {"CPU_LIMIT": "8"}}},
+        f'hub.extraValues.singleuser.extraEnv.CPU_LIMIT: "8" {HUB_SETS}',
+    ),
+    (
+        "hub.extraValues",
+        {"singleuser": {"extraEnv": {"SITE_NOTE": "a}b"}}},
+        f'hub.extraValues.singleuser.extraEnv.SITE_NOTE: "a}}b" {BRACES}',
+    ),
+    (
+        "hub.extraValues",
+        {"hub": {"config": {"kubeSpawner": {"cpu_limit": 2}}}},
+        "hub.extraValues.hub.config.kubeSpawner: is not a traitlets section: hub.config sections "
+        "are class names, which start with a capital (KubeSpawner, GenericOAuthenticator); "
+        "chart 4.x stops the hub on it, 3.x ignores it",
+    ),
+    (
+        "hub.profiles[1].displayName",
+        "Minimal-Environment",
+        'hub.profiles[1].displayName: "Minimal-Environment" gives the same KubeSpawner slug '
+        '("minimal-environment") as profiles[0].displayName "Minimal environment", so choosing '
+        "it starts profiles[0]; make the titles differ in their letters or digits",
+    ),
+    (
+        "hub.profiles[0].displayName",
+        "* * *",
+        'hub.profiles[0].displayName: "* * *" has no letter or digit, so KubeSpawner gives the '
+        "profile an empty slug and choosing it starts the default profile; put letters or "
+        "digits in the title",
+    ),
+    (
+        "hub.oauth.extraAuthorizeParams",
+        {"prompt": "consent", "redirect_uri": "https://elsewhere.example.org/cb"},
+        'hub.oauth.extraAuthorizeParams: key "redirect_uri" is set by the hub\'s login handler: '
+        "it would replace the hub's callback URL, and the provider would send users somewhere "
+        "other than the hub",
+    ),
+    (
+        "hub.oauth.extraAuthorizeParams",
+        {"code_challenge_method": "plain"},
+        'hub.oauth.extraAuthorizeParams: key "code_challenge_method" is set by the hub\'s login '
+        "handler: it is PKCE, which the hub sends itself on chart 4.x (hub.oauth.pkce); given "
+        "here, the provider would expect a code verifier the hub never sends",
+    ),
+    (
+        "hub.oauth.accessTokenEnvVar",
+        "JPY_API_TOKEN",
+        f'hub.oauth.accessTokenEnvVar: "JPY_API_TOKEN" {HUB_SETS}',
+    ),
     ("hub.nodePort", 80, "hub.nodePort: 80 is not in 30000-32767"),
     ("hub.nodePort", "31090x", 'hub.nodePort: "31090x" is not a whole number'),
     (
@@ -743,3 +835,19 @@ def test_the_private_sdk_config_api_the_program_reads_is_there() -> None:
     assert callable(runtime_config.get_config_env)
     assert callable(runtime_config.is_config_secret)
     assert isinstance(runtime_config.CONFIG.get(), dict)
+
+
+def test_the_access_token_variable_is_not_also_in_extra_env() -> None:
+    """The spawn hook replaces that variable (tests/test_hub.py shows it at 4.4.0)."""
+    changes = {
+        "hub.chartVersion": "4.4.0",
+        "hub.oauth.passAccessTokenToServer": True,
+        "hub.singleuser.extraEnv.ACCESS_TOKEN": "site-value",
+    }
+    result = run(site(**changes))
+    assert isinstance(result.error, ConfigError)
+    assert str(result.error) == (
+        'hub.oauth.accessTokenEnvVar: "ACCESS_TOKEN" is also set in hub.singleuser.extraEnv; '
+        "the access token replaces that value at each spawn: choose another name for one of them"
+    )
+    assert result.resources == []

@@ -18,8 +18,8 @@ from components.config import ConfigError
 from components.jupyterhub import HUB_URL_ANNOTATION
 from policy.chart_versions import SUPPORTED_CHARTS
 from sitectl.mockrun import ProgramRun, Secret, reveal
-from tests.hubenv import hub_versions, load_in_hub, pins
-from tests.hubload import PROBE_TOKEN, VERSIONS
+from tests.hubenv import hub_python, hub_versions, load_in_hub, pins
+from tests.hubload import PROBE_API_TOKEN, PROBE_TOKEN, VERSIONS
 from tests.sites import (
     DELETE,
     OAUTH_SECRET,
@@ -64,6 +64,26 @@ VARIANTS_4X: dict[str, dict[str, Any]] = {
     "groups-no-pkce": {**VARIANTS["groups"], "hub.oauth.pkce": False},
 }
 VERSIONS_LIST = list(SUPPORTED_CHARTS)
+GENERIC_SECTION = "GenericOAuthenticator"
+# espsrc's second profile retitled: the same slug as the first ("Minimal environment"), none.
+SAME_SLUG, NO_SLUG = "minimal environment!", "!!!"
+# Titles for comparing the model's idea of KubeSpawner's slugs with KubeSpawner's own.
+SLUG_TITLES = [
+    "Minimal environment", "Data science (R, Julia)", "Data-Science: R, Julia", "GPU 2x",
+    "gpu_2x", "C++", "C", "1,000 cores", "1000 cores", "it's big", "its big", "Café", "cafe",
+    "Straße", "ÜBER", "uber", "日本語", "中文", "™", "½ size", "x²", "🚀 rocket", "rocket", "🚀",
+    "...", "A  --  b", "a b", "Ω", "o",
+]  # fmt: skip
+# Authorization request parameters the hub's login handler sets itself.
+LOGIN_OVERRIDES = {
+    "redirect_uri": "https://elsewhere.test/callback",
+    "client_id": "another-client",
+    "response_type": "token",
+    "scope": "admin",
+    "state": "fixed-state",
+    "code_challenge": "fixed-challenge",
+    "code_challenge_method": "plain",
+}
 
 
 def variants(version: str) -> dict[str, dict[str, Any]]:
@@ -116,6 +136,27 @@ def _with_kubernetes_memory_suffix(version: str) -> dict[str, Any]:
     return values
 
 
+def _changed(version: str, variant: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """A variant's values with changes the model refuses, as hub.extraValues would merge them."""
+    return deep_merge(values_of(_run(version, variant)), changes)
+
+
+def _env(**env: str) -> dict[str, Any]:
+    return {"singleuser": {"extraEnv": env}}
+
+
+def _token_env_renamed(version: str, name: str) -> dict[str, Any]:
+    """The tokens variant with the access token put in the variable `name`."""
+    from components.hub_values import ACCESS_TOKEN_CONFIG_NAME
+
+    values = values_of(_run(version, "tokens"))
+    hook = values["hub"]["extraConfig"][ACCESS_TOKEN_CONFIG_NAME]
+    values["hub"]["extraConfig"][ACCESS_TOKEN_CONFIG_NAME] = hook.replace(
+        "SRCNET_ACCESS_TOKEN", name
+    )
+    return values
+
+
 @functools.cache
 def loaded(version: str) -> dict[str, Any]:
     """Every variant of this version, loaded in one subprocess into its hub libraries."""
@@ -123,6 +164,36 @@ def loaded(version: str) -> dict[str, Any]:
     cases["runbook-username-key"] = {"values": _runbook_values(version)}
     cases["no-manage-groups"] = {"values": _without_manage_groups(version)}
     cases["memory-1Gi"] = {"values": _with_kubernetes_memory_suffix(version)}
+    cases["env-lone-brace"] = {"values": _changed(version, "espsrc", _env(SITE_NOTE="a}b"))}
+    cases["env-template"] = {
+        "values": _changed(version, "espsrc", _env(SITE_NOTE="{username} files"))
+    }
+    cases["env-hub-token"] = {
+        "values": _changed(version, "espsrc", _env(JUPYTERHUB_API_TOKEN="site-value"))
+    }
+    overrides = {"hub": {"config": {GENERIC_SECTION: {"extra_authorize_params": LOGIN_OVERRIDES}}}}
+    cases["authorize-overrides"] = {"values": _changed(version, "espsrc", overrides)}
+    for name, title in (("profiles-same-slug", SAME_SLUG), ("profiles-empty-slug", NO_SLUG)):
+        values = values_of(_run(version, "espsrc"))
+        values["singleuser"]["profileList"][1]["display_name"] = title
+        cases[name] = {"values": values}
+    corpus = [{"display_name": title} for title in SLUG_TITLES]
+    cases["slug-corpus"] = {"values": _changed(version, "no-profiles", {"singleuser": {
+        "profileList": [{**corpus[0], "default": True}, *corpus[1:]]}})}  # fmt: skip
+    listed = values_of(_run(version, "espsrc"))
+    listed["singleuser"]["extraEnv"] = [{"name": "SITE_NOTE", "value": "x"}]
+    cases["env-as-list"] = {"values": listed}
+    lowercase = {"hub": {"config": {"kubeSpawner": {"cpu_limit": 2}}}}
+    cases["lowercase-section"] = {"values": _changed(version, "espsrc", lowercase)}
+    capacity = {"singleuser": {"storage": {"capacity": "500K"}}}
+    cases["capacity-K"] = {"values": _changed(version, "espsrc", capacity)}
+    if SUPPORTED_CHARTS[version].major >= 4:
+        cases["token-in-hub-token"] = {
+            "values": _token_env_renamed(version, "JUPYTERHUB_API_TOKEN")
+        }
+        cases["token-over-extra-env"] = {
+            "values": _changed(version, "tokens", _env(SRCNET_ACCESS_TOKEN="site-value"))
+        }
     return load_in_hub(version, cases)
 
 
@@ -477,3 +548,196 @@ def test_the_health_check_user_can_start_a_server_on_4x(version: str) -> None:
     # Anyone else, and the health-check user once it has auth state: the usual refresh.
     assert hook(None, SimpleNamespace(name="alice"), None) is None
     assert hook(None, SimpleNamespace(name=HEALTH_CHECK_USER), {"access_token": "t"}) is None
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_hubload_runs_the_charts_own_config(version: str) -> None:
+    """tests/hubload.py builds the hub's config with the chart's jupyterhub_config.py: the
+    hub.config sections come after singleuser (so hub.config.KubeSpawner wins), the chart's
+    defaults fill what the values leave out, and the chart's own settings are there."""
+    values = values_of(_run(version, "espsrc"))
+    over = deep_merge(values, {"hub": {"config": {"KubeSpawner": {"cpu_limit": 2}}}})
+    report = load_in_hub(version, {"over": {"values": over}})["over"]
+    assert "error" not in report, report
+    # singleuser.cpu.limit is 0.5; the chart applies hub.config last.
+    assert report["spawner"]["default_resources"][0] == 2
+    env = report["spawner"]["server_env"]
+    assert env["JUPYTERHUB_SINGLEUSER_APP"] == "jupyter_server.serverapp.ServerApp"
+    assert env["JUPYTERHUB_API_TOKEN"] == PROBE_API_TOKEN
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_kubespawner_reads_braces_in_environment_values(version: str) -> None:
+    """Why hub.singleuser.extraEnv values may not hold '{' or '}' (tests/test_config.py):
+    KubeSpawner formats each value at spawn, so a lone brace stops the spawn and a field
+    is replaced."""
+    reports = loaded(version)
+    error = reports["env-lone-brace"].get("error", "")
+    assert "Single '}' encountered in format string" in error, reports["env-lone-brace"]
+    env = reports["env-template"]["spawner"]["server_env"]
+    assert env["SITE_NOTE"] != "{username} files", env["SITE_NOTE"]
+    assert env["SITE_NOTE"].endswith(" files")
+    refused = run(site(**{"hub.chartVersion": version, "hub.singleuser.extraEnv.SITE_NOTE": "a}b"}))
+    assert str(refused.error).startswith('hub.singleuser.extraEnv.SITE_NOTE: "a}b" contains')
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_an_environment_value_replaces_the_hubs_own(version: str) -> None:
+    """Why names the hub sets (JUPYTERHUB_API_TOKEN, ...) are refused in extraEnv and as
+    oauth.accessTokenEnvVar: KubeSpawner applies the configured environment after the
+    hub's, and the server would start without the token the hub made for it."""
+    reports = loaded(version)
+    env = reports["env-hub-token"]["spawner"]["server_env"]
+    assert env["JUPYTERHUB_API_TOKEN"] == "site-value"
+    assert reports["espsrc"]["spawner"]["server_env"]["JUPYTERHUB_API_TOKEN"] == PROBE_API_TOKEN
+    changes = {"hub.chartVersion": version, "hub.singleuser.extraEnv.JUPYTERHUB_API_TOKEN": "x"}
+    assert str(run(site(**changes)).error).startswith(
+        'hub.singleuser.extraEnv: key "JUPYTERHUB_API_TOKEN" is set by the hub itself'
+    )
+    if SUPPORTED_CHARTS[version].major < 4:
+        return
+    hooked = reports["token-in-hub-token"]["spawner"]["server_env"]
+    assert hooked["JUPYTERHUB_API_TOKEN"] == PROBE_TOKEN, "the access token took its place"
+    changes = {**VARIANTS_4X["tokens"], "hub.chartVersion": version}
+    changes["hub.oauth.accessTokenEnvVar"] = "JUPYTERHUB_API_TOKEN"
+    assert str(run(site(**changes)).error).startswith(
+        'hub.oauth.accessTokenEnvVar: "JUPYTERHUB_API_TOKEN" is set by the hub itself'
+    )
+    # An extraEnv variable of the access token's name: the hook replaces its value.
+    replaced = reports["token-over-extra-env"]["spawner"]["environment_after_hook"]
+    assert replaced["SRCNET_ACCESS_TOKEN"] == PROBE_TOKEN
+    changes = {**VARIANTS_4X["tokens"], "hub.chartVersion": version}
+    changes["hub.singleuser.extraEnv.SRCNET_ACCESS_TOKEN"] = "site-value"
+    assert str(run(site(**changes)).error).startswith(
+        'hub.oauth.accessTokenEnvVar: "SRCNET_ACCESS_TOKEN" is also set in hub.singleuser.extraEnv'
+    )
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_the_login_handler_and_extra_authorize_params(version: str) -> None:
+    """Why hub.oauth.extraAuthorizeParams may not name what the login handler sets: the
+    handler's redirect takes redirect_uri, client_id and response_type from them (users
+    land elsewhere, or with another client or flow), and replaces state, scope and, with
+    PKCE, the challenge; without PKCE (3.x) a given challenge goes out with no verifier."""
+    sent = loaded(version)["authorize-overrides"]["authenticator"]["authorize_params"]
+    for key in ("redirect_uri", "client_id", "response_type"):
+        assert sent[key] == LOGIN_OVERRIDES[key], (version, key, sent)
+    assert sent["state"] != LOGIN_OVERRIDES["state"]
+    assert sent["scope"] == " ".join(_site(version, "espsrc")["hub"]["oauth"]["scopes"])
+    pkce = SUPPORTED_CHARTS[version].major >= 4
+    assert (sent["code_challenge"] == LOGIN_OVERRIDES["code_challenge"]) is not pkce
+    plain = loaded(version)["espsrc"]["authenticator"]["authorize_params"]
+    assert plain["redirect_uri"] == _run(version, "espsrc").outputs["oauth_callback_url"]
+    for key in LOGIN_OVERRIDES:
+        changes = {"hub.chartVersion": version, "hub.oauth.extraAuthorizeParams": {key: "x"}}
+        error = str(run(site(**changes)).error)
+        assert error.startswith(
+            f'hub.oauth.extraAuthorizeParams: key "{key}" is set by the hub\'s login handler'
+        ), error
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_profiles_are_chosen_by_the_slug_of_their_title(version: str) -> None:
+    """Why two titles with one slug, or a title with none, are refused (tests/test_config.py):
+    the spawn form sends the slug KubeSpawner derives from the title, and the server starts
+    with the first profile of that slug, or the default profile for an empty one."""
+    from components.validators import profile_slug
+
+    reports = loaded(version)
+    datascience = _site(version, "espsrc")["hub"]["profiles"][1]["image"]
+    minimal = "quay.io/jupyter/minimal-notebook:2025-11-10"
+    same = reports["profiles-same-slug"]["spawner"]
+    assert same["slugs"] == ["minimal-environment", "minimal-environment"]
+    assert same["images"][SAME_SLUG] == minimal != datascience
+    empty = reports["profiles-empty-slug"]["spawner"]
+    assert empty["slugs"][1] == ""
+    assert empty["images"][NO_SLUG] == minimal
+    for title in (SAME_SLUG, NO_SLUG):
+        changes = {"hub.chartVersion": version, "hub.profiles[1].displayName": title}
+        assert str(run(site(**changes)).error).startswith(f'hub.profiles[1].displayName: "{title}"')
+    # The model's slugs against KubeSpawner's: the same wherever the model's is ASCII, and
+    # never an empty slug or a clash the hub would not find.
+    hub = reports["slug-corpus"]["spawner"]["slugs"]
+    model = [profile_slug(title) for title in SLUG_TITLES]
+    for title, ours, theirs in zip(SLUG_TITLES, model, hub, strict=True):
+        if ours.isascii():
+            assert ours == theirs, (title, ours, theirs)
+        if not ours:
+            assert not theirs, title
+    for i in range(len(model)):
+        for j in range(i):
+            if model[i] == model[j]:
+                assert hub[i] == hub[j], (SLUG_TITLES[j], SLUG_TITLES[i])
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_what_the_chart_does_with_odd_extra_values(version: str) -> None:
+    """Why hub.extraValues may not give singleuser.extraEnv as a list or a hub.config
+    section in lowercase (tests/test_config.py): the chart hands the list to KubeSpawner,
+    which refuses it; chart 4.x stops the hub on the section, 3.x drops it unread."""
+    reports = loaded(version)
+    error = reports["env-as-list"].get("error", "")
+    assert "'environment' trait of a KubeSpawner instance expected a dict" in error, error
+    lowercase = reports["lowercase-section"]
+    if SUPPORTED_CHARTS[version].major >= 4:
+        assert "FATAL: Invalid hub.config section name: kubeSpawner" in lowercase["error"]
+    else:
+        assert lowercase["spawner"]["default_resources"][0] == 0.5, "cpu_limit: 2 unread"
+    for extra in (
+        {"singleuser": {"extraEnv": [{"name": "SITE_NOTE", "value": "x"}]}},
+        {"hub": {"config": {"kubeSpawner": {"cpu_limit": 2}}}},
+    ):
+        refused = run(site(**{"hub.chartVersion": version, "hub.extraValues": extra}))
+        assert isinstance(refused.error, ConfigError), extra
+        assert str(refused.error).startswith("hub.extraValues."), str(refused.error)
+
+
+@pytest.mark.parametrize("version", VERSIONS_LIST)
+def test_kubespawner_asks_for_the_capacity_as_written(version: str) -> None:
+    """Why hub.singleuser.storage.capacity must be a Kubernetes quantity (its kilo is k,
+    tests/test_config.py; the policy checks the merged values, tests/test_policy.py):
+    KubeSpawner puts it in each user's claim unchanged, for the API server to refuse."""
+    reports = loaded(version)
+    assert reports["espsrc"]["spawner"]["claim_request"] == {"storage": "1Gi"}
+    assert reports["capacity-K"]["spawner"]["claim_request"] == {"storage": "500K"}
+    changes = {"hub.chartVersion": version, "hub.singleuser.storage.capacity": "500K"}
+    refused = str(run(site(**changes)).error)
+    assert refused.startswith(
+        'hub.singleuser.storage.capacity: "500K" is not a Kubernetes quantity'
+    )
+
+
+def _get_env_names(version: str) -> set[str]:
+    """The variables JupyterHub's Spawner.get_env and KubeSpawner.get_env set, read from
+    the source of this version's hub libraries."""
+    import ast
+    import re
+
+    python = hub_python(version)
+    (site_packages,) = python.parent.parent.glob("lib/python*/site-packages")
+    names: set[str] = set()
+    for path, cls in (
+        ("jupyterhub/spawner.py", "Spawner"),
+        ("kubespawner/spawner.py", "KubeSpawner"),
+    ):
+        source = (site_packages / path).read_text()
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.ClassDef) and node.name == cls:
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and item.name == "get_env":
+                        code = ast.get_source_segment(source, item) or ""
+                        names |= set(
+                            re.findall(r"env\[\s*['\"]([A-Za-z0-9_]+)['\"]\s*\]\s*=", code)
+                        )
+    return names
+
+
+def test_the_refused_environment_names_are_those_the_hub_sets() -> None:
+    """HUB_SET_ENV is the union of what each chart version's hub puts in a server's
+    environment: a new hub version that sets another variable fails here."""
+    from components.config import HUB_SET_ENV
+
+    found = {version: _get_env_names(version) for version in VERSIONS_LIST}
+    for version, names in found.items():
+        assert "JUPYTERHUB_API_TOKEN" in names, f"{version}: get_env not found"
+    assert set().union(*found.values()) == HUB_SET_ENV

@@ -519,6 +519,9 @@ BYPASSES: list[tuple[str, dict[str, Any], str, str]] = [
      "user-pods-confined", "hub.extraVolumes[0].hostPath mounts a directory"),
     ("storage-none", {"singleuser": {"storage": {"type": "none"}}},
      "user-storage-persistent", "singleuser.storage.type is none"),
+    # Kubernetes' kilo is k: KubeSpawner would ask for claims the API server refuses.
+    ("storage-capacity-K", {"singleuser": {"storage": {"capacity": "500K"}}},
+     "user-storage-persistent", "singleuser.storage.capacity '500K' is not a positive"),
 ]  # fmt: skip
 
 
@@ -1101,7 +1104,9 @@ def test_extra_values_refuse_every_kind_of_secret(values: dict[str, Any], key: s
         {"hub": {"config": {"GenericOAuthenticator": {"token_url": "https://iam/token"}}}},
         {"hub": {"db": {"url": "sqlite:///jupyterhub.sqlite"}}},
         {"singleuser": {"extraEnv": {"JUPYTER_ENABLE_LAB": "yes"}}},
-        {"singleuser": {"extraEnv": [{"name": "TZ", "value": "UTC"}]}},
+        # (The list form, as the hub's own environment: singleuser.extraEnv as a list is
+        # refused, KubeSpawner takes a map.)
+        {"hub": {"extraEnv": [{"name": "TZ", "value": "UTC"}]}},
         {
             "hub": {
                 "extraEnv": [
@@ -1143,8 +1148,12 @@ def test_policy_pack_agrees_with_the_program() -> None:
     assert rules.EXTRA_VALUES_KEY == jupyterhub.EXTRA_VALUES_KEY
     assert rules.SETTINGS_CONFIG_MAP == jupyterhub.SETTINGS_CONFIG_MAP
     assert rules.SETTINGS_KEY == jupyterhub.SETTINGS_KEY
-    for value in ("1G", "1Gi", "512Mi", "0.5", "100m", "2T"):
+    for value in ("1G", "1Gi", "512Mi", "0.5", "100m", "2T", "500k"):
         assert rules.quantity(value) == validators.quantity_bytes(value), value
+    # Not a Kubernetes quantity (its kilo is k), to either of them.
+    assert rules.quantity("500K") is None
+    with pytest.raises(ValueError):
+        validators.quantity_bytes("500K")
     for value in ("1G", "512M", "0.5G", "2T", "64K", ".5G"):
         assert rules.memory_bytes(value) == validators.memory_bytes(value), value
 
