@@ -121,6 +121,26 @@ BAD: list[tuple[str, Any, str]] = [
         "are class names, which start with a capital (KubeSpawner, GenericOAuthenticator); "
         "chart 4.x stops the hub on it, 3.x ignores it",
     ),
+    # A key of the operator's that holds a dot is named as one key, not as a path: the
+    # `c.` of jupyterhub_config.py carried into hub.config.
+    (
+        "hub.extraValues",
+        {"hub": {"config": {"c.KubeSpawner": {"cpu_limit": 2}}}},
+        'hub.extraValues.hub.config["c.KubeSpawner"]: is not a traitlets section: hub.config '
+        "sections are class names, which start with a capital (KubeSpawner, "
+        "GenericOAuthenticator); chart 4.x stops the hub on it, 3.x ignores it",
+    ),
+    (
+        "hub.extraValues",
+        {"singleuser": {"extraEnv": {"site.note": "a}b"}}},
+        f'hub.extraValues.singleuser.extraEnv["site.note"]: "a}}b" {BRACES}',
+    ),
+    (
+        "hub.extraValues",
+        {"hub": {"config": {"c.GenericOAuthenticator": {"client_secret": "s3"}}}},
+        'hub.extraValues.hub.config["c.GenericOAuthenticator"].client_secret: carries a secret; '
+        "secrets come only from secret config or are generated, never from hub.extraValues",
+    ),
     (
         "hub.profiles[1].displayName",
         "Minimal-Environment",
