@@ -74,9 +74,11 @@ HIDDEN: Any = object()
 
 
 class KeyedError(ValueError):
-    """A cross-field error that names the offending key relative to the model it came from."""
+    """A cross-field error that names the offending key relative to the model it came from:
+    dotted (hosts[0].hostKey), or as its parts when a part is the operator's own key,
+    which may hold a dot or a bracket itself (a chart value's key)."""
 
-    def __init__(self, key: str, value: Any, expected: str) -> None:
+    def __init__(self, key: str | tuple[int | str, ...], value: Any, expected: str) -> None:
         super().__init__(expected)
         self.key = key
         self.value = value
@@ -527,7 +529,7 @@ def _key_holds_secret(key: str) -> bool:
     return last in _SECRET_WORDS or last not in _NAME_WORDS
 
 
-def _secret_in_values(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+def _secret_in_values(value: Any, path: tuple[int | str, ...] = ()) -> tuple[int | str, ...] | None:
     """The path of the first secret-bearing key or value in chart values, or None."""
     if isinstance(value, dict):
         for key, inner in value.items():
@@ -541,7 +543,7 @@ def _secret_in_values(value: Any, path: tuple[str, ...] = ()) -> tuple[str, ...]
                 return found
     elif isinstance(value, list):
         for i, inner in enumerate(value):
-            here = (*path, f"[{i}]")
+            here = (*path, i)
             # The list form of environment variables ([{name: X_TOKEN, value: ...}]): the
             # entry's name says what its value is.
             if (
@@ -691,7 +693,7 @@ class HubSettings(_Model):
         found = _secret_in_values(value)
         if found:
             raise KeyedError(
-                ".".join(found).replace(".[", "["),
+                found,
                 HIDDEN,
                 "carries a secret; secrets come only from secret config or are generated, "
                 "never from hub.extraValues",
@@ -725,12 +727,12 @@ class HubSettings(_Model):
                 if isinstance(setting, str):
                     _no_template_braces(setting)
             except ValueError as err:
-                raise KeyedError(f"singleuser.extraEnv.{name}", setting, str(err)) from None
+                raise KeyedError(("singleuser", "extraEnv", name), setting, str(err)) from None
         config = value.get("hub", {}).get("config") if isinstance(value.get("hub"), dict) else None
         for section in config if isinstance(config, dict) else {}:
             if not str(section)[:1].isupper():
                 raise KeyedError(
-                    f"hub.config.{section}",
+                    ("hub", "config", str(section)),
                     HIDDEN,
                     "is not a traitlets section: hub.config sections are class names, which "
                     "start with a capital (KubeSpawner, GenericOAuthenticator); chart 4.x stops "
@@ -1441,8 +1443,10 @@ def _loc(error: Any) -> tuple[int | str, ...]:
     return loc
 
 
-def _key_parts(key: str) -> tuple[int | str, ...]:
+def _key_parts(key: str | tuple[int | str, ...]) -> tuple[int | str, ...]:
     """A KeyedError's dotted key (hosts[0].hostKey) as the parts of a location."""
+    if isinstance(key, tuple):
+        return key
     parts = re.findall(r"[^.\[\]]+|\[\d+\]", key)
     return tuple(int(p[1:-1]) if p.startswith("[") else p for p in parts)
 

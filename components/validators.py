@@ -378,8 +378,10 @@ def ssh_host_key(value: str) -> str:
     return value
 
 
+# A private key's block as Go's encoding/pem (the program's SSH client) finds it: from the
+# first BEGIN line to the END line of the same type, whatever text comes before or after.
 _PRIVATE_KEY = re.compile(
-    r"-----BEGIN ([A-Z0-9]+ )?PRIVATE KEY-----\n(.+)\n-----END \1?PRIVATE KEY-----", re.S
+    r"-----BEGIN ([A-Z0-9]+ |)PRIVATE KEY-----\n(.+?)\n-----END \1PRIVATE KEY-----$", re.S | re.M
 )
 _OPENSSH_MAGIC = b"openssh-key-v1\0"
 
@@ -406,9 +408,24 @@ def ssh_private_key(value: str) -> str:
     path, `< key.pub` the public key; a passphrase would be asked by every node step, which
     has no one to type it.
     """
+    private_key_block(value)
+    return value
+
+
+def private_key_block(value: str) -> str:
+    """The private key in `value` as OpenSSH reads it from a file: the block alone, with
+    LF line ends and no blanks at line ends; ValueError as ssh_private_key says.
+
+    Go's PEM reader, which the program's node steps log in with, takes CRLF line ends,
+    blanks at line ends and text around the block (a comment line after it); OpenSSH takes
+    none of these in its own key format, so verify writes the key out like this.
+    """
     how = "set it from the key file: `pulumi config set --secret sshPrivateKey < key-file`"
-    text = value.replace("\r\n", "\n").strip()
-    found = _PRIVATE_KEY.fullmatch(text)
+    lines = value.replace("\r\n", "\n").split("\n")
+    text = "\n".join(line.rstrip(" \t") for line in lines).strip()
+    # Only the first block counts, as for Go: a certificate before the key is no key.
+    begin = re.search(r"^-----BEGIN ", text, re.M)
+    found = _PRIVATE_KEY.match(text, begin.start()) if begin else None
     if found is None:
         if "\n" not in text and text.startswith(("/", "~", "./")):
             what = "is a file path, not the key"
@@ -426,7 +443,7 @@ def ssh_private_key(value: str) -> str:
             "is protected by a passphrase, which no node step can type; give the deploy a key "
             "of its own without one (`ssh-keygen -t ed25519 -N ''`)"
         )
-    return value
+    return found.group(0) + "\n"
 
 
 def profile_slug(title: str) -> str:

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.validators import ssh_private_key
+from components.validators import private_key_block
 from sitectl.files import read_input_text
 from sitectl.stackfile import (
     StackFileError,
@@ -287,10 +287,11 @@ def read_ssh_key(path: Path | None) -> tuple[str | None, str]:
 
 
 def _private_key(value: str, source: str) -> str:
-    """The key as the program takes it; a path, a public key or a passphrase is bad input,
-    not a failed check on every node."""
+    """The key as the program takes it, in the form ssh reads (a CRLF key the program
+    logs in with would fail every mount check); a path, a public key or a passphrase is
+    bad input, not a failed check on every node."""
     try:
-        return ssh_private_key(value)
+        return private_key_block(value)
     except ValueError as err:
         message = str(err).split("; set it from", 1)[0]
         raise VerifyError(f"{source}: {message}") from None

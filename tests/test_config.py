@@ -121,6 +121,26 @@ BAD: list[tuple[str, Any, str]] = [
         "are class names, which start with a capital (KubeSpawner, GenericOAuthenticator); "
         "chart 4.x stops the hub on it, 3.x ignores it",
     ),
+    # A key of the operator's that holds a dot is named as one key, not as a path: the
+    # `c.` of jupyterhub_config.py carried into hub.config.
+    (
+        "hub.extraValues",
+        {"hub": {"config": {"c.KubeSpawner": {"cpu_limit": 2}}}},
+        'hub.extraValues.hub.config["c.KubeSpawner"]: is not a traitlets section: hub.config '
+        "sections are class names, which start with a capital (KubeSpawner, "
+        "GenericOAuthenticator); chart 4.x stops the hub on it, 3.x ignores it",
+    ),
+    (
+        "hub.extraValues",
+        {"singleuser": {"extraEnv": {"site.note": "a}b"}}},
+        f'hub.extraValues.singleuser.extraEnv["site.note"]: "a}}b" {BRACES}',
+    ),
+    (
+        "hub.extraValues",
+        {"hub": {"config": {"c.GenericOAuthenticator": {"client_secret": "s3"}}}},
+        'hub.extraValues.hub.config["c.GenericOAuthenticator"].client_secret: carries a secret; '
+        "secrets come only from secret config or are generated, never from hub.extraValues",
+    ),
     (
         "hub.profiles[1].displayName",
         "Minimal-Environment",
@@ -716,6 +736,47 @@ def test_the_ssh_key_is_a_private_key_without_a_passphrase(
     assert isinstance(result.error, ConfigError)
     assert str(result.error) == message
     assert result.resources == []
+
+
+# How a key file often reaches the stack besides `< key-file`: saved on Windows (CRLF),
+# pasted with blanks at line ends, with a note after the block or a title before it. The
+# program's SSH client (Go's PEM reader) logs in with each of these.
+KEY_FILE_FORMS = {
+    "crlf": lambda key: key.replace("\n", "\r\n"),
+    "blanks at line ends": lambda key: key.replace("\n", " \t\n"),
+    "comment after": lambda key: key + "# deploy key of espsrc, 2026\n",
+    "title before": lambda key: "espsrc deploy key:\n" + key,
+}
+
+
+@pytest.mark.parametrize("form", sorted(KEY_FILE_FORMS))
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["-t", "ed25519"],
+        ["-t", "rsa", "-b", "2048", "-m", "PEM"],
+        ["-t", "ecdsa", "-m", "PEM"],
+        ["-t", "ecdsa", "-m", "PKCS8"],
+    ],
+    ids=["openssh", "pem-rsa", "pem-ec", "pkcs8"],
+)
+def test_a_key_file_in_the_forms_ssh_clients_read_is_taken(
+    tmp_path: Path, options: list[str], form: str
+) -> None:
+    key = KEY_FILE_FORMS[form](_ssh_keygen(tmp_path, *options, "-N", ""))
+    run(espsrc(), {**SECRETS, "sshPrivateKey": key}).ok()
+
+
+def test_only_the_first_block_is_read_as_the_key(tmp_path: Path) -> None:
+    """Go's PEM reader takes the first block: a certificate before the key is no key, and
+    an END line of another type does not close it."""
+    key = _ssh_keygen(tmp_path, "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", "")
+    not_a_key = "is not an SSH private key (a -----BEGIN ... PRIVATE KEY----- block)"
+    certificate = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    for value in (certificate + key, key.replace("END RSA PRIVATE", "END PRIVATE")):
+        result = run(espsrc(), {**SECRETS, "sshPrivateKey": value})
+        assert isinstance(result.error, ConfigError)
+        assert str(result.error) == f"sshPrivateKey: {not_a_key}; {SET_FROM_FILE}"
 
 
 @pytest.mark.parametrize(

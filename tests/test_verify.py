@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from sitectl.__main__ import main
-from sitectl.verify import VerifyError, parse_resolve
+from sitectl.verify import VerifyError, parse_resolve, read_ssh_key
 from sitectl.verify_checks import discovery_candidates
 from tests.login.processes import free_port, port_is_free
 from tests.sites import ROOT, espsrc, site
@@ -287,6 +287,34 @@ def test_an_ssh_key_file_that_is_not_text_is_one_line(
     out, err = capsys.readouterr()
     assert out == ""
     assert err == f"error: --ssh-key-file {key}: cannot be read (not text)\n"
+
+
+@pytest.mark.parametrize("openssh_format", [True, False], ids=["openssh", "pem"])
+def test_the_key_verify_hands_ssh_is_one_ssh_reads(tmp_path: Path, openssh_format: bool) -> None:
+    """A key saved with CRLF line ends and blanks, which the program logs in with, is
+    written for ssh in the form it reads (OpenSSH refuses its own format with CRLF)."""
+    options = ["-t", "ecdsa", "-N", "", "-C", ""] + ([] if openssh_format else ["-m", "PEM"])
+    subprocess.run(
+        ["ssh-keygen", "-q", *options, "-f", str(tmp_path / "k")],
+        check=True,
+        timeout=60,
+    )
+    saved = tmp_path / "saved"
+    saved.write_bytes((tmp_path / "k").read_bytes().replace(b"\n", b" \r\n") + b"# note\r\n")
+    key, _ = read_ssh_key(saved)
+    assert key is not None
+    written = tmp_path / "written"
+    written.touch(mode=0o600)
+    written.write_text(key)
+    derived = subprocess.run(
+        ["ssh-keygen", "-y", "-f", str(written)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert derived.returncode == 0, derived.stderr
+    assert derived.stdout.split()[:2] == (tmp_path / "k.pub").read_text().split()[:2]
 
 
 def test_an_ssh_key_that_is_no_private_key_is_one_line(
