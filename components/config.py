@@ -15,6 +15,7 @@ import difflib
 import itertools
 import json
 import re
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
@@ -139,17 +140,45 @@ def _not_set_by_the_hub(value: str) -> str:
     return value
 
 
-def _no_template_braces(value: str) -> str:
-    # KubeSpawner formats every configured environment value with str.format at spawn
-    # ({username} becomes the user's escaped name): a lone brace stops the spawn, a pair
-    # is replaced or fails with KeyError. Refused rather than escaped ({{ }}), so the
-    # value reads the same in the stack file and in the server.
-    if "{" in value or "}" in value:
-        raise ValueError(
-            "contains '{' or '}', which KubeSpawner reads as a template field ({username}) "
-            "when it starts a server: the spawn fails or the value changes; write it "
-            "without braces"
-        )
+# The fields KubeSpawner fills in environment values at every supported chart version
+# (3.1.0 to 4.4.0): {username} is the escaped name (its escaping changed with 4.x's slug
+# scheme), {unescaped_username} the name as the provider gave it.
+TEMPLATE_FIELDS = (
+    "userid",
+    "username",
+    "unescaped_username",
+    "servername",
+    "unescaped_servername",
+    "hubnamespace",
+)
+
+
+def _kubespawner_template(value: str) -> str:
+    # KubeSpawner formats every configured environment value with str.format when it
+    # starts a server: a lone brace stops the spawn, an unknown field fails with KeyError.
+    # The fields it fills at every chart version are a feature (HOME_DIR=/home/{username}).
+    # The message never shows the value: a variable of this map may hold a credential.
+    try:
+        parts = list(string.Formatter().parse(value))
+    except ValueError:
+        raise KeyedError(
+            (),
+            HIDDEN,
+            "has a '{' or '}' that opens or closes no field, which stops KubeSpawner when it "
+            "starts a server; write a literal brace as '{{' or '}}'",
+        ) from None
+    fields = ", ".join(f"{{{f}}}" for f in TEMPLATE_FIELDS)
+    for _, field, spec, conversion in parts:
+        if field is None:
+            continue
+        if field not in TEMPLATE_FIELDS or spec or conversion:
+            raise KeyedError(
+                (),
+                HIDDEN,
+                f"uses the template field {{{field}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}}, which KubeSpawner cannot fill when it starts "
+                f"a server; the fields it fills are {fields} (a literal brace is '{{{{')",
+            )
     return value
 
 
@@ -183,7 +212,7 @@ AuthorizeParam = Annotated[str, AfterValidator(v.claim_name), AfterValidator(_no
 
 # An environment variable of users' servers: its name, and its value as KubeSpawner reads it.
 ServerEnvName = Annotated[str, AfterValidator(v.env_name), AfterValidator(_not_set_by_the_hub)]
-ServerEnvValue = Annotated[str, AfterValidator(v.one_line), AfterValidator(_no_template_braces)]
+ServerEnvValue = Annotated[str, AfterValidator(v.one_line), AfterValidator(_kubespawner_template)]
 
 
 def _vault_key(value: str) -> str:
@@ -456,8 +485,10 @@ class SingleuserSettings(_Model):
     default_url: AppPath = Field(default="/lab", description="page a user lands on")
     extra_env: dict[ServerEnvName, ServerEnvValue] = Field(
         default_factory=dict,
-        description="environment of every user server (values without '{' or '}'; not the "
-        "variables the hub sets itself, such as JUPYTERHUB_API_TOKEN or MEM_LIMIT)",
+        description="environment of every user server; a value may use {username}, "
+        "{unescaped_username}, {userid}, {servername}, {unescaped_servername} or "
+        "{hubnamespace}, filled by KubeSpawner at spawn ('{{' is a literal brace); not the "
+        "variables the hub sets itself, such as JUPYTERHUB_API_TOKEN or MEM_LIMIT",
     )
 
 
@@ -725,7 +756,9 @@ class HubSettings(_Model):
             try:
                 _not_set_by_the_hub(name)
                 if isinstance(setting, str):
-                    _no_template_braces(setting)
+                    _kubespawner_template(setting)
+            except KeyedError as err:
+                raise KeyedError(("singleuser", "extraEnv", name), HIDDEN, err.expected) from None
             except ValueError as err:
                 raise KeyedError(("singleuser", "extraEnv", name), setting, str(err)) from None
         config = value.get("hub", {}).get("config") if isinstance(value.get("hub"), dict) else None

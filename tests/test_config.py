@@ -48,9 +48,13 @@ HUB_SETS = (
     "is set by the hub itself for every server (Spawner.get_env); a value here would replace "
     "the hub's own; choose another name"
 )
-BRACES = (
-    "contains '{' or '}', which KubeSpawner reads as a template field ({username}) when it "
-    "starts a server: the spawn fails or the value changes; write it without braces"
+LONE_BRACE = (
+    "has a '{' or '}' that opens or closes no field, which stops KubeSpawner when it starts a "
+    "server; write a literal brace as '{{' or '}}'"
+)
+KNOWN_FIELDS = (
+    "the fields it fills are {userid}, {username}, {unescaped_username}, {servername}, "
+    "{unescaped_servername}, {hubnamespace} (a literal brace is '{{')"
 )
 MARKUP = "contains '<', '>' or '&', which the spawn page would read as HTML; use plain text"
 UNPINNED = (
@@ -70,15 +74,30 @@ PATH = (
 
 # (key as written in Pulumi.<site>.yaml, bad value, the whole expected message)
 BAD: list[tuple[str, Any, str]] = [
+    # KubeSpawner formats the values at spawn: fields it fills are taken (test_hub.py); the
+    # messages never show the value, which may be a credential.
     (
         "hub.singleuser.extraEnv",
-        {"SITE_NOTE": "{username}"},
-        f'hub.singleuser.extraEnv.SITE_NOTE: "{{username}}" {BRACES}',
+        {"DB_PASSWORD": "hun}ter2"},
+        f"hub.singleuser.extraEnv.DB_PASSWORD: {LONE_BRACE}",
+    ),
+    (
+        "hub.singleuser.extraEnv",
+        {"SITE_HOME": "/home/{user}"},
+        "hub.singleuser.extraEnv.SITE_HOME: uses the template field {user}, which KubeSpawner "
+        f"cannot fill when it starts a server; {KNOWN_FIELDS}",
     ),
     (
         "hub.singleuser.extraEnv",
         {"SITE_JSON": '{"a": 1}'},
-        f'hub.singleuser.extraEnv.SITE_JSON: "{{\\"a\\": 1}}" {BRACES}',
+        'hub.singleuser.extraEnv.SITE_JSON: uses the template field {"a": 1}, which KubeSpawner '
+        f"cannot fill when it starts a server; {KNOWN_FIELDS}",
+    ),
+    (
+        "hub.singleuser.extraEnv",
+        {"SITE_HOME": "/home/{username!r}"},
+        "hub.singleuser.extraEnv.SITE_HOME: uses the template field {username!r}, which "
+        f"KubeSpawner cannot fill when it starts a server; {KNOWN_FIELDS}",
     ),
     (
         "hub.singleuser.extraEnv",
@@ -112,7 +131,7 @@ BAD: list[tuple[str, Any, str]] = [
     (
         "hub.extraValues",
         {"singleuser": {"extraEnv": {"SITE_NOTE": "a}b"}}},
-        f'hub.extraValues.singleuser.extraEnv.SITE_NOTE: "a}}b" {BRACES}',
+        f"hub.extraValues.singleuser.extraEnv.SITE_NOTE: {LONE_BRACE}",
     ),
     (
         "hub.extraValues",
@@ -133,7 +152,7 @@ BAD: list[tuple[str, Any, str]] = [
     (
         "hub.extraValues",
         {"singleuser": {"extraEnv": {"site.note": "a}b"}}},
-        f'hub.extraValues.singleuser.extraEnv["site.note"]: "a}}b" {BRACES}',
+        f'hub.extraValues.singleuser.extraEnv["site.note"]: {LONE_BRACE}',
     ),
     (
         "hub.extraValues",

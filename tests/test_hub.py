@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from components.config import ConfigError
+from components.config import TEMPLATE_FIELDS, ConfigError
 from components.jupyterhub import HUB_URL_ANNOTATION
 from policy.chart_versions import SUPPORTED_CHARTS
 from sitectl.mockrun import ProgramRun, Secret, reveal
@@ -165,9 +165,11 @@ def loaded(version: str) -> dict[str, Any]:
     cases["no-manage-groups"] = {"values": _without_manage_groups(version)}
     cases["memory-1Gi"] = {"values": _with_kubernetes_memory_suffix(version)}
     cases["env-lone-brace"] = {"values": _changed(version, "espsrc", _env(SITE_NOTE="a}b"))}
+    fields = {f"SITE_{f.upper()}": f"{{{f}}} files" for f in TEMPLATE_FIELDS}
     cases["env-template"] = {
-        "values": _changed(version, "espsrc", _env(SITE_NOTE="{username} files"))
+        "values": _changed(version, "espsrc", _env(**fields, SITE_BRACE="{{literal}}"))
     }
+    cases["env-unknown-field"] = {"values": _changed(version, "espsrc", _env(SITE_NOTE="{user}"))}
     cases["env-hub-token"] = {
         "values": _changed(version, "espsrc", _env(JUPYTERHUB_API_TOKEN="site-value"))
     }
@@ -568,17 +570,28 @@ def test_hubload_runs_the_charts_own_config(version: str) -> None:
 
 @pytest.mark.parametrize("version", VERSIONS_LIST)
 def test_kubespawner_reads_braces_in_environment_values(version: str) -> None:
-    """Why hub.singleuser.extraEnv values may not hold '{' or '}' (tests/test_config.py):
-    KubeSpawner formats each value at spawn, so a lone brace stops the spawn and a field
-    is replaced."""
+    """Why hub.singleuser.extraEnv values may hold only the template fields every chart's
+    KubeSpawner fills (tests/test_config.py): it formats each value at spawn, so a lone
+    brace or an unknown field stops the spawn, and the known fields are filled."""
     reports = loaded(version)
     error = reports["env-lone-brace"].get("error", "")
     assert "Single '}' encountered in format string" in error, reports["env-lone-brace"]
+    assert "KeyError: 'user'" in reports["env-unknown-field"].get("error", "")
     env = reports["env-template"]["spawner"]["server_env"]
-    assert env["SITE_NOTE"] != "{username} files", env["SITE_NOTE"]
-    assert env["SITE_NOTE"].endswith(" files")
+    for field in TEMPLATE_FIELDS:
+        value = env[f"SITE_{field.upper()}"]
+        assert value.endswith(" files") and "{" not in value, (field, value)
+        if "servername" not in field:  # the default server's name is empty
+            assert value != " files", field
+    # KubeSpawner's stand-in user: mock_name before 4.x, mock@name since.
+    assert env["SITE_UNESCAPED_USERNAME"] in ("mock_name files", "mock@name files")
+    assert env["SITE_BRACE"] == "{literal}"
+    accepted = run(
+        site(**{"hub.chartVersion": version, "hub.singleuser.extraEnv.SITE_HOME": "/h/{username}"})
+    )
+    accepted.ok()
     refused = run(site(**{"hub.chartVersion": version, "hub.singleuser.extraEnv.SITE_NOTE": "a}b"}))
-    assert str(refused.error).startswith('hub.singleuser.extraEnv.SITE_NOTE: "a}b" contains')
+    assert str(refused.error).startswith("hub.singleuser.extraEnv.SITE_NOTE: has a '{' or '}'")
 
 
 @pytest.mark.parametrize("version", VERSIONS_LIST)
