@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.fields import FieldInfo
 
 from components import validators as v
 from policy.chart_versions import (
@@ -1237,13 +1238,19 @@ def _lookup(raw: Any, loc: tuple[int | str, ...]) -> Any:
     return raw
 
 
+def _field(model: type[BaseModel] | None, name: int | str) -> FieldInfo | None:
+    """The model's field as the stack file spells it (its alias), if it has one."""
+    if model is None:
+        return None
+    return next((f for n, f in model.model_fields.items() if (f.alias or n) == name), None)
+
+
 def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     model: Any = SiteConfig
     for part in loc:
         if isinstance(part, int):
             continue
-        fields = {f.alias or n: f for n, f in model.model_fields.items()}
-        field = fields.get(str(part))
+        field = _field(model, str(part))
         if field is None:
             return None
         ann = field.annotation
@@ -1282,8 +1289,7 @@ def _is_key_error(loc: tuple[int | str, ...], raw: dict[str, Any], kind: str) ->
     """
     if len(loc) < 3 or loc[-1] != "[key]" or kind == "extra_forbidden":
         return False
-    fields = {f.alias or n: f for n, f in (_model_at(loc[:-3]) or BaseModel).model_fields.items()}
-    field = fields.get(str(loc[-3]))
+    field = _field(_model_at(loc[:-3]), str(loc[-3]))
     owner = _lookup(raw, loc[:-2])
     return (
         field is not None
@@ -1342,10 +1348,7 @@ def _description(loc: tuple[int | str, ...]) -> str:
     """The description of the setting at `loc`, as the model documents it."""
     if loc and isinstance(loc[-1], int):
         loc = loc[:-1]  # an item of a list: the list's description
-    parent = _model_at(loc[:-1])
-    if parent is None:
-        return ""
-    field = {f.alias or n: f for n, f in parent.model_fields.items()}.get(str(loc[-1]))
+    field = _field(_model_at(loc[:-1]), str(loc[-1]))
     return (field.description or "") if field is not None else ""
 
 
