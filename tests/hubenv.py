@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from components.hub_values import deep_merge
 from tests.sites import chart_defaults, chart_package
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,18 +65,26 @@ def hub_bin(version: str, name: str) -> Path:
 
 
 def chart_files(version: str) -> dict[str, Any]:
-    """What tests/hubload.py runs of a chart: its hub's jupyterhub_config.py and its defaults."""
+    """What tests/hubload.py runs of a chart: its hub's jupyterhub_config.py."""
     with tarfile.open(chart_package(version)) as package:
         member = package.extractfile("jupyterhub/files/hub/jupyterhub_config.py")
         assert member is not None, f"chart {version} has no files/hub/jupyterhub_config.py"
         config = member.read().decode()
-    return {"version": version, "config": config, "defaults": chart_defaults(version)}
+    return {"version": version, "config": config}
 
 
 def load_in_hub(version: str, cases: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Run tests/hubload.py in the version's environment on these cases; its reports."""
+    """Run tests/hubload.py in the version's environment on these cases; its reports.
+
+    Each case's values reach the hub as Helm hands them to it: over the chart's defaults,
+    merged here once with the program's own Helm merge."""
     python = hub_python(version)
-    request = {"chart": chart_files(version), "cases": cases}
+    defaults = chart_defaults(version)
+    merged = {
+        name: {**case, "values": deep_merge(defaults, case["values"])}
+        for name, case in cases.items()
+    }
+    request = {"chart": chart_files(version), "cases": merged}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OAUTH", "JUPYTERHUB_"))}
     result = subprocess.run(
         [str(python), str(HUBLOAD)],

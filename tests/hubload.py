@@ -5,9 +5,10 @@ oauthenticator, kubespawner, tornado and traitlets, pinned in tests/hub_librarie
 in the project's own environment: each chart generation has its own libraries, and one
 process cannot import two versions of them. `tests/hubenv.py` starts it.
 
-Input on stdin: {"chart": {"version", "config", "defaults"}, "cases": {name: {"values":
-chart values, "env": {...}}}}, where "config" is the text of the chart's own
-`files/hub/jupyterhub_config.py` and "defaults" its values.yaml. Output on stdout: {name:
+Input on stdin: {"chart": {"version", "config"}, "cases": {name: {"values": chart values
+merged over the chart's defaults (as Helm merges them; tests/hubenv.py does it), "env":
+{...}}}}, where "config" is the text of the chart's own
+`files/hub/jupyterhub_config.py`. Output on stdout: {name:
 report}, where a report holds what the hub built (the authenticator's settings and the
 provider URL its login sends users to, the spawner's profiles and their slugs, the
 environment the auth-state hook gives a server and the one the server starts with) and
@@ -16,7 +17,7 @@ every warning the libraries logged or raised while building it.
 The chart's `jupyterhub_config.py` itself turns the values into the hub's traitlets
 config (its table of `singleuser` keys onto KubeSpawner traits, then the `hub.config`
 sections over them, then `hub.extraConfig` in name order): it runs here as in the hub pod,
-over the chart's defaults merged with the values, with a stand-in for the `z2jh` module
+over the merged values, with a stand-in for the `z2jh` module
 that reads those values instead of the files the pod mounts. Mapping values by hand
 drifted from the chart (it applied `hub.config` first, so `singleuser` won over
 `hub.config.KubeSpawner`, the reverse of the hub).
@@ -96,16 +97,6 @@ _GENERATED_SECRETS = {
 }
 
 
-def _helm_merge(base: Any, over: Any) -> Any:
-    """Helm's merge of a chart's defaults and the given values: maps merge, the rest replaces."""
-    if isinstance(base, dict) and isinstance(over, dict):
-        merged = dict(base)
-        for key, value in over.items():
-            merged[key] = _helm_merge(base[key], value) if key in base else value
-        return merged
-    return over
-
-
 def _z2jh(values: dict[str, Any]) -> types.ModuleType:
     """A stand-in for the chart's z2jh module over these values, instead of the files the
     hub pod mounts from the chart's Secret and ConfigMap. Like the real one it hands out
@@ -160,16 +151,17 @@ class ChartRefusedError(Exception):
 def traitlets_config(values: dict[str, Any], chart: dict[str, Any]) -> Any:
     """The traitlets config the chart's own jupyterhub_config.py builds from these values.
 
-    `chart` is {"version", "config": the text of the chart's jupyterhub_config.py,
-    "defaults": its values.yaml}. The file runs as in the hub pod, over the chart's
-    defaults merged with the values (as Helm merges them), with z2jh reading those values
-    instead of the pod's mounted files. What it prints goes to stderr; a sys.exit (its
-    FATAL refusals) becomes ChartRefusedError with the lines it printed.
+    `chart` is {"version", "config": the text of the chart's jupyterhub_config.py}; the
+    values are already merged over the chart's defaults. The file runs as in the hub pod,
+    with z2jh reading those values instead of the pod's mounted files. What it prints goes
+    to stderr; a sys.exit (its FATAL refusals) becomes ChartRefusedError with the lines it
+    printed.
     """
     from tornado.httpclient import AsyncHTTPClient
     from traitlets.config import Config
 
-    merged = _helm_merge(copy.deepcopy(chart["defaults"]), copy.deepcopy(values))
+    # A copy each time: the chart's config pops keys from the values it is handed.
+    merged = copy.deepcopy(values)
     # The hub Secret's values.yaml also carries these (templates/hub/secret.yaml).
     merged["Chart"] = {"Name": "jupyterhub", "Version": chart["version"]}
     merged["Release"] = {"Name": "jupyterhub-platform", "Namespace": "hub"}
