@@ -24,14 +24,10 @@ class InputTooLargeError(OSError):
         )
 
 
-def read_input_bytes(path: Path) -> bytes:
+def read_input_text(path: Path) -> str:
+    """The file as UTF-8 text; OSError past the bound, UnicodeDecodeError if not text."""
     with path.expanduser().open("rb") as file:
         data = file.read(MAX_INPUT_BYTES + 1)
     if len(data) > MAX_INPUT_BYTES:
         raise InputTooLargeError(path)
-    return data
-
-
-def read_input_text(path: Path) -> str:
-    """The file as UTF-8 text; OSError past the bound, UnicodeDecodeError if not text."""
-    return read_input_bytes(path).decode("utf-8")
+    return data.decode("utf-8")
