@@ -1580,7 +1580,12 @@ def load_site_config(project_dir: Path = PROJECT_DIR) -> tuple[SiteConfig, SiteS
             )
         if name == "sshPrivateKey":
             try:
-                v.ssh_private_key(str(keys[name]))
+                v.private_key_block(str(keys[name]))
+            except v.NotAPrivateKeyError as err:
+                raise ConfigError(
+                    f"{name}: {err}; set it from the key file: "
+                    "`pulumi config set --secret sshPrivateKey < key-file`"
+                ) from None
             except ValueError as err:
                 raise ConfigError(f"{name}: {err}") from None
         secrets[name] = config.require_secret(name)

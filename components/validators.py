@@ -400,27 +400,23 @@ def _openssh_cipher(body: str) -> str | None:
     return data[start : start + size].decode("ascii", "replace")
 
 
-def ssh_private_key(value: str) -> str:
-    """The SSH key the node steps log in with: a private key, with no passphrase.
-
-    The messages never quote the value. What an operator pastes by mistake is caught before
-    any node is contacted: `pulumi config set --secret sshPrivateKey ~/.ssh/key` stores the
-    path, `< key.pub` the public key; a passphrase would be asked by every node step, which
-    has no one to type it.
-    """
-    private_key_block(value)
-    return value
+class NotAPrivateKeyError(ValueError):
+    """The value is no private key at all (a path, a public key, something else), as
+    opposed to a key that cannot be used; callers add how to set it in their context."""
 
 
 def private_key_block(value: str) -> str:
-    """The private key in `value` as OpenSSH reads it from a file: the block alone, with
-    LF line ends and no blanks at line ends; ValueError as ssh_private_key says.
+    """The SSH key the node steps log in with, as OpenSSH reads it from a file: the block
+    alone, with LF line ends and no blanks at line ends. ValueError for a key with a
+    passphrase (every node step would ask for it, with no one to type it), and
+    NotAPrivateKeyError for what an operator pastes by mistake: `pulumi config set
+    --secret sshPrivateKey ~/.ssh/key` stores the path, `< key.pub` the public key. The
+    messages never quote the value.
 
     Go's PEM reader, which the program's node steps log in with, takes CRLF line ends,
     blanks at line ends and text around the block (a comment line after it); OpenSSH takes
     none of these in its own key format, so verify writes the key out like this.
     """
-    how = "set it from the key file: `pulumi config set --secret sshPrivateKey < key-file`"
     lines = value.replace("\r\n", "\n").split("\n")
     text = "\n".join(line.rstrip(" \t") for line in lines).strip()
     # Only the first block counts, as for Go: a certificate before the key is no key.
@@ -428,12 +424,12 @@ def private_key_block(value: str) -> str:
     found = _PRIVATE_KEY.match(text, begin.start()) if begin else None
     if found is None:
         if "\n" not in text and text.startswith(("/", "~", "./")):
-            what = "is a file path, not the key"
-        elif text.startswith(("ssh-", "ecdsa-", "sk-")):
-            what = "is a public key, not the private key"
-        else:
-            what = "is not an SSH private key (a -----BEGIN ... PRIVATE KEY----- block)"
-        raise ValueError(f"{what}; {how}")
+            raise NotAPrivateKeyError("is a file path, not the key")
+        if text.startswith(("ssh-", "ecdsa-", "sk-")):
+            raise NotAPrivateKeyError("is a public key, not the private key")
+        raise NotAPrivateKeyError(
+            "is not an SSH private key (a -----BEGIN ... PRIVATE KEY----- block)"
+        )
     body = found.group(2)
     cipher = _openssh_cipher(body) if found.group(1) == "OPENSSH " else None
     # PEM marks it in the headers (Proc-Type: 4,ENCRYPTED), PKCS#8 in the label, OpenSSH

@@ -293,8 +293,7 @@ def _private_key(value: str, source: str) -> str:
     try:
         return private_key_block(value)
     except ValueError as err:
-        message = str(err).split("; set it from", 1)[0]
-        raise VerifyError(f"{source}: {message}") from None
+        raise VerifyError(f"{source}: {err}") from None
 
 
 def read_token(outputs: dict[str, Any]) -> tuple[str | None, str]:
