@@ -119,7 +119,7 @@ def _z2jh(values: dict[str, Any]) -> types.ModuleType:
     # The chart's Secret holds these as keys of their own, written when Helm renders
     # (templates/hub/secret.yaml), so the config's pops from the values leave them be.
     secrets = dict(_GENERATED_SECRETS)
-    for key in ("hub.config.JupyterHub.cookie_secret", "hub.config.CryptKeeper.keys"):
+    for key in _GENERATED_SECRETS:
         if get_config(key) is not None:
             secrets[key] = get_config(key)
     if get_config("hub.db.password") is not None:
